@@ -1,0 +1,1 @@
+"""Bearer-token authentication: who is calling, for which clinic, with which scopes."""

@@ -1,0 +1,223 @@
+"""The `patient-search` command: migrate, import, seed, token, serve."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from patient_search.auth.tokens import CLINIC_ID, READ_SCOPE, WRITE_SCOPE, issue_token
+from patient_search.settings import Settings, SettingsError, get_settings
+
+if TYPE_CHECKING:
+    from patient_search.importing.rows import RawRecord
+    from patient_search.importing.service import ImportReport
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _clinic_id(value: str) -> str:
+    if not CLINIC_ID.match(value):
+        raise argparse.ArgumentTypeError("clinic ids are 1-64 characters of A-Z a-z 0-9 _ -")
+    return value
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="patient-search", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("migrate", help="apply all database migrations (idempotent)")
+
+    load = commands.add_parser("import", help="import patients from a .csv or .jsonl file")
+    load.add_argument("file", type=Path)
+    load.add_argument("--clinic", required=True, type=_clinic_id)
+
+    seed = commands.add_parser("seed", help="generate and load synthetic patients")
+    seed.add_argument("--patients", required=True, type=_positive)
+    seed.add_argument("--clinics", type=_positive, default=1)
+    seed.add_argument("--seed", type=int, default=0)
+    seed.add_argument(
+        "--if-empty", action="store_true", help="skip when the first clinic already has patients"
+    )
+
+    token = commands.add_parser("token", help="print a signed bearer token")
+    token.add_argument("--clinic", required=True, type=_clinic_id)
+    token.add_argument("--user", required=True)
+    token.add_argument("--scope", default=f"{READ_SCOPE} {WRITE_SCOPE}")
+    token.add_argument("--ttl", type=_positive, default=3600, help="lifetime in seconds")
+
+    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=_positive, default=1)
+    return parser
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the database schema to the newest revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", str(settings.database_url).replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+def _cli_settings(settings: Settings) -> Settings:
+    # A command-line tool needs one or two connections, not the server's pool.
+    return settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 2})
+
+
+async def _load(
+    settings: Settings,
+    clinic_id: str,
+    records: Iterable[RawRecord],
+    progress: Callable[[float], object],
+) -> ImportReport:
+    from patient_search.db.pool import build_pool
+    from patient_search.importing.service import import_records
+
+    async with build_pool(_cli_settings(settings)) as pool:
+        return await import_records(
+            pool, clinic_id, records, settings.phone_region, progress=progress
+        )
+
+
+def _run_import(
+    settings: Settings, clinic_id: str, records: Iterable[RawRecord], label: str
+) -> int:
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    with tqdm(desc=label, unit=" rows", file=sys.stderr, disable=None) as bar:
+        report = asyncio.run(_load(settings, clinic_id, records, bar.update))
+    elapsed = time.perf_counter() - started
+    for rejection in report.rejections:
+        print(f"rejected line {rejection.line}: {rejection.reason}")
+    loaded = report.inserted + report.updated
+    print(
+        f"{label}: inserted {report.inserted}, updated {report.updated}, "
+        f"rejected {report.rejected} in {elapsed:.1f} s ({loaded / max(elapsed, 1e-9):,.0f} rows/s)"
+    )
+    return 1 if report.rejected else 0
+
+
+def import_file(settings: Settings, path: Path, clinic_id: str) -> int:
+    """Import a file into a clinic; exit 0 all loaded, 1 some rejected, 2 file unusable."""
+    from patient_search.importing.rows import UnusableFile, read_records
+
+    records = read_records(path)
+    try:
+        first = next(records, None)
+    except UnusableFile as exc:
+        print(f"import: {exc}", file=sys.stderr)
+        return 2
+    if first is None:
+        print("import: the file holds no records", file=sys.stderr)
+        return 2
+    return _run_import(settings, clinic_id, itertools.chain([first], records), path.name)
+
+
+async def _clinic_has_patients(settings: Settings, clinic_id: str) -> bool:
+    from patient_search.db.pool import build_pool
+    from patient_search.db.statements import NullObserver, StatementRunner
+    from patient_search.db.tenant import clinic_transaction
+    from patient_search.importing.repository import ImportRepository
+
+    async with build_pool(_cli_settings(settings)) as pool:
+        async with clinic_transaction(pool, clinic_id, "read") as conn:
+            return await ImportRepository(StatementRunner(conn, NullObserver())).has_patients()
+
+
+def seed(settings: Settings, patients: int, clinics: int, seed_value: int, if_empty: bool) -> int:
+    """Load `patients` synthetic patients spread over clinics `clinic-1` … `clinic-K`."""
+    from patient_search.importing.rows import RawRecord
+    from patient_search.seeding.generator import generate_patients
+
+    if if_empty and asyncio.run(_clinic_has_patients(settings, "clinic-1")):
+        print("seed: clinic-1 already has patients; nothing to do")
+        return 0
+    status = 0
+    for index in range(1, clinics + 1):
+        share = patients // clinics + (1 if index <= patients % clinics else 0)
+        generated = generate_patients(
+            share, seed=seed_value * 1000 + index, mrn_prefix=f"C{index}-"
+        )
+        records = (
+            RawRecord(line, patient.as_import_row())
+            for line, patient in enumerate(generated, start=2)
+        )
+        status = max(status, _run_import(settings, f"clinic-{index}", records, f"clinic-{index}"))
+    return status
+
+
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Run the API under uvicorn (uvloop and httptools when installed)."""
+    import uvicorn
+
+    settings.require_runnable()
+    uvicorn.run(
+        "patient_search.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="auto",
+        http="auto",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `patient-search` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        print(f"patient-search: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "migrate":
+            migrate(settings)
+            print("migrate: database is at the newest revision")
+            return 0
+        if args.command == "import":
+            return import_file(settings, args.file, args.clinic)
+        if args.command == "seed":
+            return seed(settings, args.patients, args.clinics, args.seed, args.if_empty)
+        if args.command == "token":
+            settings.require_runnable()
+            print(
+                issue_token(
+                    settings.effective_jwt_secret,
+                    clinic_id=args.clinic,
+                    user_id=args.user,
+                    scopes=args.scope,
+                    ttl_s=args.ttl,
+                )
+            )
+            return 0
+        serve(settings, args.host, args.port, args.workers)
+        return 0
+    except SettingsError as exc:
+        print(f"patient-search: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

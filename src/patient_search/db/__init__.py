@@ -1,0 +1,1 @@
+"""Connection pool, tenant-scoped transactions and the service's database role."""

@@ -1,0 +1,69 @@
+"""Named SQL statements and the runner that times each one.
+
+Every statement has a name; the name — never the SQL text or its parameters — is what
+metrics and the slow-query log show, so no patient data can leak through them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, LiteralString, Protocol
+
+from psycopg import sql
+
+from patient_search.db.pool import AppConnection
+
+Params = Mapping[str, Any] | Sequence[Any] | None
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A parameterised SQL statement with the name it is reported under."""
+
+    name: str
+    sql: LiteralString | sql.Composed
+
+
+class QueryObserver(Protocol):
+    """Receives the timing of every statement (metrics, slow-query log)."""
+
+    def observe(self, name: str, seconds: float, rows: int) -> None: ...
+
+
+class NullObserver:
+    """Observes nothing; for tools that run outside the service."""
+
+    def observe(self, name: str, seconds: float, rows: int) -> None:
+        return None
+
+
+class StatementRunner:
+    """Runs named statements on one connection and reports their timings."""
+
+    def __init__(self, conn: AppConnection, observer: QueryObserver) -> None:
+        self.conn = conn
+        self._observer = observer
+
+    async def fetch_all(self, statement: Statement, params: Params = None) -> list[Row]:
+        """All rows of a query."""
+        started = time.perf_counter()
+        cursor = await self.conn.execute(statement.sql, params)
+        rows: list[Row] = await cursor.fetchall() if cursor.description else []
+        self._observer.observe(statement.name, time.perf_counter() - started, len(rows))
+        return rows
+
+    async def fetch_one(self, statement: Statement, params: Params = None) -> Row | None:
+        """The first row of a query, or None."""
+        rows = await self.fetch_all(statement, params)
+        return rows[0] if rows else None
+
+    async def execute(self, statement: Statement, params: Params = None) -> int:
+        """Run a statement for its effect; the number of rows it touched."""
+        started = time.perf_counter()
+        cursor = await self.conn.execute(statement.sql, params)
+        affected = cursor.rowcount
+        self._observer.observe(statement.name, time.perf_counter() - started, max(affected, 0))
+        return affected

@@ -1,0 +1,76 @@
+"""Domain errors with an HTTP status, rendered once as application/problem+json.
+
+Messages are written for staff and operators and never include a patient's data.
+"""
+
+from __future__ import annotations
+
+
+class ProblemError(Exception):
+    """An error the API reports as a problem document."""
+
+    status: int = 400
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class NotAuthenticated(ProblemError):
+    status = 401
+    title = "Not authenticated"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class Forbidden(ProblemError):
+    status = 403
+    title = "Forbidden"
+
+
+class PatientNotFound(ProblemError):
+    status = 404
+    title = "Patient not found"
+
+    def __init__(self) -> None:
+        super().__init__("no patient with this id in your clinic")
+
+
+class MrnConflict(ProblemError):
+    status = 409
+    title = "MRN already in use"
+
+    def __init__(self) -> None:
+        super().__init__("another patient in your clinic already has this MRN")
+
+
+class VersionMismatch(ProblemError):
+    status = 412
+    title = "Precondition failed"
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(
+            f"the patient has changed (current version {current_version}); "
+            "reload it and apply your change again"
+        )
+
+
+class InvalidRequest(ProblemError):
+    status = 400
+    title = "Invalid request"
+
+
+class PayloadTooLarge(ProblemError):
+    status = 413
+    title = "Payload too large"
+
+
+class ServiceUnavailable(ProblemError):
+    status = 503
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})

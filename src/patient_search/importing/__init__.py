@@ -1,0 +1,1 @@
+"""Bulk import of patients from CSV or JSONL through COPY."""

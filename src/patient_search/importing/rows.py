@@ -1,0 +1,207 @@
+"""Reading import files into numbered raw records, and validating each into a clean row."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from patient_search.contacts import normalize_email, normalize_phone
+from patient_search.patients.schemas import PatientFields
+
+FIELDS = (
+    "mrn",
+    "last_name",
+    "first_name",
+    "middle_name",
+    "date_of_birth",
+    "sex",
+    "status",
+    "phone",
+    "email",
+)
+REQUIRED_FIELDS = ("mrn", "last_name")
+_SEX_CODES = {"f": "female", "m": "male", "o": "other", "u": "unknown", "x": "other"}
+
+
+class UnusableFile(Exception):
+    """The file cannot be imported at all (missing, wrong type, bad header)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record as found in the file, with the line it starts on (the header is line 1)."""
+
+    line: int
+    fields: dict[str, Any] | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    """A validated, normalised patient ready for COPY."""
+
+    line: int
+    mrn: str
+    first_name: str | None
+    middle_name: str | None
+    last_name: str
+    date_of_birth: dt.date | None
+    sex: str | None
+    status: str
+    email: str | None
+    email_normalized: str | None
+    phones_raw: list[str]
+    phones_e164: list[str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record that was not loaded, and why (never quoting its values)."""
+
+    line: int
+    reason: str
+
+
+def read_records(path: Path) -> Iterator[RawRecord]:
+    """The records of a `.csv` or `.jsonl` file; UnusableFile when it cannot be read at all."""
+    suffix = path.suffix.lower()
+    if suffix not in {".csv", ".jsonl"}:
+        raise UnusableFile(f"{path.name}: expected a .csv or .jsonl file")
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise UnusableFile(f"{path}: {exc.strerror}") from exc
+    # surrogateescape keeps undecodable bytes visible so their record is rejected, not the file.
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    with text:
+        if suffix == ".csv":
+            yield from _csv_records(text)
+        else:
+            yield from _jsonl_records(text)
+
+
+def _csv_records(text: io.TextIOWrapper) -> Iterator[RawRecord]:
+    reader = csv.reader(text, strict=True)
+    try:
+        header = [column.strip().lower() for column in next(reader)]
+    except StopIteration:
+        raise UnusableFile("the file is empty; expected a header row") from None
+    except csv.Error as exc:
+        raise UnusableFile(f"the header row is not valid CSV ({exc})") from None
+    _check_header(header)
+    line = reader.line_num + 1
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield RawRecord(line, None, f"not valid CSV ({exc})")
+            line = reader.line_num + 1
+            continue
+        start, line = line, reader.line_num + 1
+        if not values or values == [""]:
+            continue
+        if len(values) != len(header):
+            yield RawRecord(start, None, f"has {len(values)} fields, the header has {len(header)}")
+            continue
+        yield RawRecord(start, dict(zip(header, values, strict=True)))
+
+
+def _jsonl_records(text: io.TextIOWrapper) -> Iterator[RawRecord]:
+    for number, line in enumerate(text, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line.encode("utf-8", "surrogateescape"))
+        except orjson.JSONDecodeError:
+            yield RawRecord(number, None, "not a valid JSON object")
+            continue
+        if not isinstance(value, dict):
+            yield RawRecord(number, None, "not a JSON object")
+            continue
+        unknown = sorted(set(value) - set(FIELDS))
+        if unknown:
+            yield RawRecord(number, None, f"unknown fields: {', '.join(unknown)}")
+            continue
+        yield RawRecord(number, value)
+
+
+def _check_header(header: list[str]) -> None:
+    missing = [name for name in REQUIRED_FIELDS if name not in header]
+    if missing:
+        raise UnusableFile(f"the header lacks the required column(s): {', '.join(missing)}")
+    unknown = sorted(set(header) - set(FIELDS))
+    if unknown:
+        raise UnusableFile(f"the header has unknown column(s): {', '.join(unknown)}")
+    if len(set(header)) != len(header):
+        raise UnusableFile("the header names a column twice")
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _phones(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(";") if part.strip()]
+    return [value]
+
+
+def validate_record(record: RawRecord, region: str) -> ImportRow | Rejection:
+    """The record as a clean row, or the reason it cannot be loaded."""
+    if record.fields is None:
+        return Rejection(record.line, record.problem or "unreadable")
+    fields = {name: _blank_to_none(record.fields.get(name)) for name in FIELDS}
+    for name, value in fields.items():
+        if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
+            return Rejection(record.line, f"{name}: not valid UTF-8")
+    sex = fields["sex"]
+    if isinstance(sex, str):
+        sex = _SEX_CODES.get(sex.strip().lower(), sex.strip().lower())
+    status = fields["status"]
+    candidate = {
+        "mrn": fields["mrn"],
+        "last_name": fields["last_name"],
+        "first_name": fields["first_name"],
+        "middle_name": fields["middle_name"],
+        "date_of_birth": fields["date_of_birth"],
+        "sex": sex,
+        "status": status.strip().lower() if isinstance(status, str) else (status or "active"),
+        "phones": _phones(fields["phone"]),
+        "email": fields["email"],
+    }
+    try:
+        patient = PatientFields.model_validate(candidate)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return Rejection(record.line, f"{where}: {first['msg']}")
+    return ImportRow(
+        line=record.line,
+        mrn=patient.mrn,
+        first_name=patient.first_name,
+        middle_name=patient.middle_name,
+        last_name=patient.last_name,
+        date_of_birth=patient.date_of_birth,
+        sex=patient.sex,
+        status=patient.status,
+        email=patient.email,
+        email_normalized=normalize_email(patient.email) if patient.email else None,
+        phones_raw=patient.phones,
+        phones_e164=[normalize_phone(p, region) for p in patient.phones],
+    )

@@ -1,0 +1,1 @@
+"""Patient records: the API, the rules and the SQL behind them."""

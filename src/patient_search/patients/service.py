@@ -1,0 +1,105 @@
+"""Rules for creating, reading, changing and archiving patients."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from patient_search.contacts import normalize_email, normalize_phone
+from patient_search.errors import InvalidRequest, MrnConflict, PatientNotFound, VersionMismatch
+from patient_search.ids import uuid7
+from patient_search.patients.repository import PatientRepository
+from patient_search.patients.schemas import (
+    REQUIRED_ON_PATCH,
+    EmergencyContact,
+    Insurance,
+    Patient,
+    PatientCreate,
+    PatientPatch,
+)
+
+
+class PatientService:
+    """Patient use cases inside one clinic transaction; the caller's scope commits."""
+
+    def __init__(self, repository: PatientRepository, clinic_id: str, phone_region: str) -> None:
+        self._repo = repository
+        self._clinic_id = clinic_id
+        self._region = phone_region
+
+    async def get(self, patient_id: uuid.UUID) -> Patient:
+        """A live patient of the clinic; not found for archived or other clinics' patients."""
+        row = await self._repo.get(patient_id)
+        if row is None:
+            raise PatientNotFound()
+        return Patient.model_validate(row)
+
+    async def create(self, data: PatientCreate) -> Patient:
+        """Register a new patient; the MRN must be free in the clinic."""
+        patient_id = uuid7()
+        await self._repo.ensure_clinic(self._clinic_id)
+        columns = data.model_dump(exclude={"phones", "emergency_contacts", "insurance"})
+        columns["email_normalized"] = normalize_email(data.email) if data.email else None
+        if not await self._repo.insert(self._clinic_id, patient_id, columns):
+            raise MrnConflict()
+        await self._write_lists(patient_id, data.phones, data.emergency_contacts, data.insurance)
+        return await self.get(patient_id)
+
+    async def update(
+        self, patient_id: uuid.UUID, patch: PatientPatch, expected_version: int | None
+    ) -> Patient:
+        """Apply a partial update; with `expected_version`, only to that version."""
+        changes = patch.changes()
+        cleared = sorted(
+            name for name in REQUIRED_ON_PATCH if name in changes and changes[name] is None
+        )
+        if cleared:
+            raise InvalidRequest(f"these fields cannot be cleared: {', '.join(cleared)}")
+        columns: dict[str, Any] = {
+            name: value
+            for name, value in changes.items()
+            if name not in {"phones", "emergency_contacts", "insurance"}
+        }
+        if "email" in columns:
+            columns["email_normalized"] = normalize_email(patch.email) if patch.email else None
+        if "mrn" in columns and await self._repo.mrn_taken(columns["mrn"], patient_id):
+            raise MrnConflict()
+        version = await self._repo.update(patient_id, columns, expected_version)
+        if version is None:
+            current = await self._repo.current_version(patient_id)
+            if current is None:
+                raise PatientNotFound()
+            raise VersionMismatch(current)
+        await self._write_lists(patient_id, patch.phones, patch.emergency_contacts, patch.insurance)
+        return await self.get(patient_id)
+
+    async def archive(self, patient_id: uuid.UUID) -> None:
+        """Archive the patient: kept for the record, never shown again."""
+        if not await self._repo.archive(patient_id):
+            raise PatientNotFound()
+
+    async def _write_lists(
+        self,
+        patient_id: uuid.UUID,
+        phones: list[str] | None,
+        contacts: list[EmergencyContact] | None,
+        insurance: list[Insurance] | None,
+    ) -> None:
+        # None means "not sent" (PATCH): the stored list stays as it is.
+        if phones is not None:
+            await self._repo.replace_phones(
+                patient_id, phones, [normalize_phone(p, self._region) for p in phones]
+            )
+        if contacts is not None:
+            await self._repo.replace_emergency_contacts(
+                patient_id,
+                [
+                    {
+                        **c.model_dump(),
+                        "phone_e164": normalize_phone(c.phone, self._region) if c.phone else None,
+                    }
+                    for c in contacts
+                ],
+            )
+        if insurance is not None:
+            await self._repo.replace_insurance(patient_id, [i.model_dump() for i in insurance])

@@ -1,0 +1,79 @@
+"""The service's one settings class: environment variables prefixed PATIENT_SEARCH_, or `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, PostgresDsn, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev"})
+
+
+class SettingsError(ValueError):
+    """The configuration cannot run the service; the message says which setting and why."""
+
+
+class Settings(BaseSettings):
+    """Every knob the service has; names are part of the deployment contract."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PATIENT_SEARCH_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+    )
+
+    env: Literal["dev", "production"] = "production"
+    database_url: PostgresDsn = PostgresDsn("postgresql://postgres@127.0.0.1:55432/patient_search")
+    # Empty means "no Redis": an in-process cache serves a single worker.
+    redis_url: str = ""
+    jwt_secret: str = ""
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    db_pool_min: int = Field(5, ge=1, le=1000)
+    db_pool_max: int = Field(20, ge=1, le=1000)
+    db_pool_acquire_timeout_s: float = Field(30.0, gt=0, le=3600)
+    db_pool_idle_timeout_s: float = Field(600.0, gt=0)
+    # A runaway statement must not hold a pooled connection for ever.
+    db_statement_timeout_ms: int = Field(5000, ge=0)
+
+    slow_query_ms: float = Field(100.0, ge=0)
+    phone_region: str = Field("US", min_length=2, max_length=2, pattern="^[A-Z]{2}$")
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        return self
+
+    def require_runnable(self) -> None:
+        """Refuse to serve with a missing or weak JWT secret outside dev."""
+        if self.env == "dev":
+            return
+        secret = self.jwt_secret
+        if secret.strip().lower() in PLACEHOLDER_SECRETS:
+            raise SettingsError(
+                "PATIENT_SEARCH_JWT_SECRET is missing or a placeholder; "
+                "set a random secret of at least 32 bytes (or PATIENT_SEARCH_ENV=dev)"
+            )
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"PATIENT_SEARCH_JWT_SECRET is {len(secret.encode())} bytes; "
+                f"at least {MIN_SECRET_BYTES} are required outside dev"
+            )
+
+    @property
+    def effective_jwt_secret(self) -> str:
+        """The signing secret; dev without one gets a fixed, loudly insecure default."""
+        return self.jwt_secret or "insecure-dev-secret-do-not-use-in-production!"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process."""
+    return Settings()

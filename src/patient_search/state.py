@@ -1,0 +1,31 @@
+"""What the lifespan builds and every request reads: settings, pool, observers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from psycopg_pool import AsyncConnectionPool
+
+from patient_search.db.pool import AppConnection
+from patient_search.db.statements import QueryObserver
+from patient_search.settings import Settings
+
+
+@dataclass(slots=True)
+class AppState:
+    """The engines of one worker process, built in the lifespan and closed with it."""
+
+    settings: Settings
+    pool: AsyncConnectionPool[AppConnection]
+    query_observer: QueryObserver
+
+
+def get_app_state(request: Request) -> AppState:
+    """The worker's state, as the lifespan stored it."""
+    state: AppState = request.app.state.services
+    return state
+
+
+State = Annotated[AppState, Depends(get_app_state)]

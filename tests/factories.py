@@ -1,0 +1,43 @@
+"""Small factories for test data: clinics, tokens and patient bodies."""
+
+from __future__ import annotations
+
+import uuid
+
+from patient_search.auth.tokens import issue_token
+
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def new_clinic_id() -> str:
+    """A clinic id no other test uses."""
+    return f"t-{uuid.uuid4().hex[:16]}"
+
+
+def bearer(
+    clinic_id: str, scopes: str = "patients:read patients:write", user: str = "tester"
+) -> dict[str, str]:
+    """Authorization headers for a user of `clinic_id`."""
+    token = issue_token(TEST_SECRET, clinic_id=clinic_id, user_id=user, scopes=scopes)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def patient_body(**overrides: object) -> dict[str, object]:
+    """A valid POST body; MRNs are unique unless given."""
+    body: dict[str, object] = {
+        "mrn": f"MRN-{uuid.uuid4().hex[:10]}",
+        "first_name": "Ada",
+        "middle_name": "Maria",
+        "last_name": "Lovelace",
+        "date_of_birth": "1985-12-10",
+        "sex": "female",
+        "status": "active",
+        "phones": ["(415) 555-0134"],
+        "email": "Ada.Lovelace@Example.com",
+        "emergency_contacts": [
+            {"name": "Charles Babbage", "relationship": "friend", "phone": "415-555-0199"}
+        ],
+        "insurance": [{"payer": "Acme Health", "member_id": "XZ-123"}],
+    }
+    body.update(overrides)
+    return body
