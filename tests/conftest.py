@@ -7,7 +7,6 @@ row-level security keeps apart, so no test has to count around another's rows.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from urllib.parse import urlsplit
 

@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--scope", default=f"{READ_SCOPE} {WRITE_SCOPE}")
     token.add_argument("--ttl", type=_positive, default=3600, help="lifetime in seconds")
 
+    demo = commands.add_parser("demo-info", help="print a demo token and an example request")
+    demo.add_argument("--clinic", required=True, type=_clinic_id)
+    demo.add_argument("--port", type=int, default=8000)
+
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -164,6 +168,31 @@ def seed(settings: Settings, patients: int, clinics: int, seed_value: int, if_em
     return status
 
 
+async def _example_patient_id(settings: Settings, clinic_id: str) -> str | None:
+    from patient_search.db.pool import build_pool
+    from patient_search.db.statements import NullObserver, StatementRunner
+    from patient_search.db.tenant import clinic_transaction
+    from patient_search.importing.repository import ImportRepository
+
+    async with build_pool(_cli_settings(settings)) as pool:
+        async with clinic_transaction(pool, clinic_id, "read") as conn:
+            return await ImportRepository(StatementRunner(conn, NullObserver())).any_patient_id()
+
+
+def demo_info(settings: Settings, clinic_id: str, port: int) -> int:
+    """Print a ready-to-use token for the clinic and one example curl."""
+    token = issue_token(
+        settings.effective_jwt_secret, clinic_id=clinic_id, user_id="demo", ttl_s=12 * 3600
+    )
+    patient_id = asyncio.run(_example_patient_id(settings, clinic_id))
+    path = f"/v1/patients/{patient_id}" if patient_id else "/readyz"
+    print(f"\nBearer token for {clinic_id} (12 h):\n{token}\n")
+    print("Try:")
+    print(f'  curl -s -H "Authorization: Bearer {token}" http://127.0.0.1:{port}{path}\n')
+    print(f"API docs: http://127.0.0.1:{port}/docs\n")
+    return 0
+
+
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Run the API under uvicorn (uvloop and httptools when installed)."""
     import uvicorn
@@ -200,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return import_file(settings, args.file, args.clinic)
         if args.command == "seed":
             return seed(settings, args.patients, args.clinics, args.seed, args.if_empty)
+        if args.command == "demo-info":
+            settings.require_runnable()
+            return demo_info(settings, args.clinic, args.port)
         if args.command == "token":
             settings.require_runnable()
             print(

@@ -68,6 +68,9 @@ INSERT_PHONES = Statement(
 HAS_PATIENTS = Statement(
     "import.has_patients", "SELECT EXISTS (SELECT 1 FROM patients) AS has_patients"
 )
+ANY_PATIENT = Statement(
+    "import.any_patient", "SELECT id FROM patients WHERE deleted_at IS NULL ORDER BY id LIMIT 1"
+)
 _COPY_COLUMNS = (
     "line, id, mrn, first_name, middle_name, last_name, date_of_birth, sex, status, "
     "email, email_normalized, phones_raw, phones_e164"
@@ -84,6 +87,11 @@ class ImportRepository:
         """Whether the clinic holds any patient row at all."""
         row = await self._db.fetch_one(HAS_PATIENTS)
         return bool(row and row["has_patients"])
+
+    async def any_patient_id(self) -> str | None:
+        """The id of some live patient of the clinic, for examples."""
+        row = await self._db.fetch_one(ANY_PATIENT)
+        return None if row is None else str(row["id"])
 
     async def load_batch(self, clinic_id: str, rows: Sequence[ImportRow]) -> dict[str, bool]:
         """Merge the rows; for each merged MRN whether it was inserted (True) or updated."""

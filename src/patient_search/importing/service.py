@@ -69,7 +69,7 @@ async def import_records(
     region: str,
     *,
     batch_size: int = BATCH_SIZE,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> ImportReport:
     """Load `records` into the clinic; each batch commits on its own."""
     report = ImportReport()

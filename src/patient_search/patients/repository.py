@@ -19,7 +19,8 @@ _PROFILE_COLUMNS = """
                   'name', ec.name, 'relationship', ec.relationship,
                   'phone', COALESCE(ec.phone_e164, ec.phone)) ORDER BY ec.position)
               FROM emergency_contacts ec
-              WHERE ec.clinic_id = p.clinic_id AND ec.patient_id = p.id), '[]') AS emergency_contacts,
+              WHERE ec.clinic_id = p.clinic_id AND ec.patient_id = p.id), '[]')
+        AS emergency_contacts,
     COALESCE((SELECT json_agg(json_build_object(
                   'payer', ip.payer, 'member_id', ip.member_id) ORDER BY ip.position)
               FROM insurance_policies ip

@@ -1,0 +1,49 @@
+# One obvious command per task. `make demo` and `make test` bring up everything they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_PATIENTS ?= 10000
+DEMO_CLINICS ?= 3
+
+.PHONY: help setup services services-down migrate demo test lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+setup: $(STAMP)  ## Python deps into .venv (creates .venv/bin/patient-search)
+
+$(STAMP): requirements.lock pyproject.toml scripts/setup.sh
+	@PYTHON=$(PYTHON) scripts/setup.sh
+	@touch $@
+
+services:  ## start the project-local PostgreSQL and Redis, write .env
+	@scripts/services.sh up
+
+services-down:  ## stop them
+	@scripts/services.sh down
+
+migrate: setup services  ## apply the database migrations
+	@$(BIN)/patient-search migrate
+
+demo: migrate  ## seed 10,000 patients on first run and serve the API on :8000 (Ctrl-C stops)
+	@$(BIN)/patient-search seed --patients $(DEMO_PATIENTS) --clinics $(DEMO_CLINICS) --if-empty
+	@$(BIN)/patient-search demo-info --clinic clinic-1
+	@exec $(BIN)/patient-search serve --host 127.0.0.1 --port 8000
+
+test: setup services  ## the whole suite on real PostgreSQL and Redis, with the coverage floor
+	@$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+lint: setup  ## ruff and mypy --strict
+	@$(BIN)/ruff check src tests bench
+	@$(BIN)/ruff format --check src tests bench
+	@$(BIN)/mypy
+
+format: setup  ## rewrite the code in the house style
+	@$(BIN)/ruff check --fix src tests bench
+	@$(BIN)/ruff format src tests bench
+
+clean:  ## remove the virtualenv (the .data of the servers stays; see services-down)
+	rm -rf $(VENV)
