@@ -1,0 +1,1 @@
+"""Patient name search: key generation for the equality-keyed term dictionary."""
