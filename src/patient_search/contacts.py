@@ -11,27 +11,31 @@ MIN_PHONE_DIGITS = 7
 MAX_PHONE_DIGITS = 15
 
 
+_NON_DIGITS = re.compile(r"\D+")
+_LETTERS = re.compile(r"[^\W\d_]")
+_NANP_SHAPE = re.compile(r"^[0-9+(). -]+$")
+
+
 def phone_digits(raw: str) -> str:
     """The digits of a phone number as typed, punctuation dropped."""
-    return "".join(ch for ch in raw if ch.isdigit())
+    return _NON_DIGITS.sub("", raw)
 
 
 def is_plausible_phone(raw: str) -> bool:
-    """7–15 digits and nothing but phone punctuation: what a person could have dialled."""
-    if any(ch.isalpha() for ch in raw):
+    """7–15 digits and no letters: what a person could have dialled."""
+    if _LETTERS.search(raw):
         return False
     return MIN_PHONE_DIGITS <= len(phone_digits(raw)) <= MAX_PHONE_DIGITS
 
 
 _NANP_REGIONS = frozenset({"US", "CA"})
-_NANP_PUNCTUATION = frozenset("+()-. ")
 
 
 def _nanp_fast_path(raw: str) -> str | None:
     # Bulk imports normalise millions of phones and phonenumbers.parse costs ~25 µs each.
     # A plainly punctuated 10-digit NANP number (optionally with the country code 1) has
     # one answer, identical to phonenumbers' (tested); anything else takes the full parser.
-    if any(not ch.isdigit() and ch not in _NANP_PUNCTUATION for ch in raw):
+    if not _NANP_SHAPE.match(raw):
         return None
     if "+" in raw and not raw.lstrip().startswith("+1"):
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ FIELDS = (
     "email",
 )
 REQUIRED_FIELDS = ("mrn", "last_name")
+# Bytes that were not UTF-8 survive decoding as lone surrogates (errors="surrogateescape").
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 _SEX_CODES = {"f": "female", "m": "male", "o": "other", "u": "unknown", "x": "other"}
 
 
@@ -168,7 +171,7 @@ def validate_record(record: RawRecord, region: str) -> ImportRow | Rejection:
         return Rejection(record.line, record.problem or "unreadable")
     fields = {name: _blank_to_none(record.fields.get(name)) for name in FIELDS}
     for name, value in fields.items():
-        if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
+        if isinstance(value, str) and _UNDECODABLE.search(value):
             return Rejection(record.line, f"{name}: not valid UTF-8")
     sex = fields["sex"]
     if isinstance(sex, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -73,8 +74,12 @@ async def import_records(
 ) -> ImportReport:
     """Load `records` into the clinic; each batch commits on its own."""
     report = ImportReport()
-    rows = _first_occurrences(records, region)
-    for batch in _batches(rows, batch_size, report):
+    batches = _batches(_first_occurrences(records, region), batch_size, report)
+    # Validation is Python-bound and the merge is PostgreSQL-bound: validating the next batch
+    # in a thread while the current one loads keeps both cores busy.
+    upcoming = asyncio.create_task(asyncio.to_thread(next, batches, None))
+    while (batch := await upcoming) is not None:
+        upcoming = asyncio.create_task(asyncio.to_thread(next, batches, None))
         async with clinic_transaction(pool, clinic_id, "write") as conn:
             merged = await ImportRepository(StatementRunner(conn, NullObserver())).load_batch(
                 clinic_id, batch

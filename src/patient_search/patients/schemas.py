@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import unicodedata
+import re
 import uuid
 from typing import Annotated, Literal
 
@@ -16,9 +16,13 @@ Status = Literal["active", "inactive", "deceased"]
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
 
 
+# Unicode category Cc: C0 controls, DEL and C1 controls.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _single_line(value: str) -> str:
     # PostgreSQL rejects NUL in text; other control characters in a name are typing accidents.
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
+    if _CONTROL_CHARACTERS.search(value):
         raise ValueError("must not contain control characters")
     return value
 

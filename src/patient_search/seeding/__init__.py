@@ -1,0 +1,1 @@
+"""Synthetic patient data for seeding databases, demos and load tests."""
