@@ -37,13 +37,13 @@ test: setup services  ## the whole suite on real PostgreSQL and Redis, with the 
 	@$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 lint: setup  ## ruff and mypy --strict
-	@$(BIN)/ruff check src tests bench
-	@$(BIN)/ruff format --check src tests bench
+	@$(BIN)/ruff check src tests $(wildcard bench)
+	@$(BIN)/ruff format --check src tests $(wildcard bench)
 	@$(BIN)/mypy
 
 format: setup  ## rewrite the code in the house style
-	@$(BIN)/ruff check --fix src tests bench
-	@$(BIN)/ruff format src tests bench
+	@$(BIN)/ruff check --fix src tests $(wildcard bench)
+	@$(BIN)/ruff format src tests $(wildcard bench)
 
 clean:  ## remove the virtualenv (the .data of the servers stays; see services-down)
 	rm -rf $(VENV)

@@ -23,6 +23,5 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 log "installing the locked dependencies"
 .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . \
-  || .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 log "ready: .venv/bin/patient-search"

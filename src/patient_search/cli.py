@@ -11,6 +11,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg
+import sqlalchemy.exc
+from psycopg_pool import PoolTimeout
+
 from patient_search.auth.tokens import CLINIC_ID, READ_SCOPE, WRITE_SCOPE, issue_token
 from patient_search.settings import Settings, SettingsError, get_settings
 
@@ -69,20 +73,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def migrate(settings: Settings) -> None:
-    """Bring the database schema to the newest revision."""
+def _revision(url: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine, pool
+
+    engine = create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=pool.NullPool
+    )
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(settings: Settings) -> tuple[str | None, str | None]:
+    """Bring the database schema to the newest revision; the revisions before and after."""
     from alembic import command
     from alembic.config import Config
 
+    url = str(settings.database_url)
     config = Config(str(REPO_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
-    config.set_main_option("sqlalchemy.url", str(settings.database_url).replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    before = _revision(url)
     command.upgrade(config, "head")
+    return before, _revision(url)
 
 
 def _cli_settings(settings: Settings) -> Settings:
-    # A command-line tool needs one or two connections, not the server's pool.
-    return settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 2})
+    # A command-line tool needs one or two connections, not the server's pool, and should
+    # say quickly that the database is not there rather than wait the server's 30 s.
+    return settings.model_copy(
+        update={"db_pool_min": 1, "db_pool_max": 2, "db_pool_acquire_timeout_s": 5.0}
+    )
 
 
 async def _load(
@@ -222,8 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "migrate":
-            migrate(settings)
-            print("migrate: database is at the newest revision")
+            before, after = migrate(settings)
+            if before == after:
+                print(f"migrate: already at revision {after}")
+            else:
+                print(f"migrate: upgraded from {before or 'an empty database'} to {after}")
             return 0
         if args.command == "import":
             return import_file(settings, args.file, args.clinic)
@@ -248,6 +272,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except SettingsError as exc:
         print(f"patient-search: {exc}", file=sys.stderr)
+        return 2
+    except (PoolTimeout, psycopg.OperationalError, sqlalchemy.exc.OperationalError):
+        host = settings.database_url.hosts()[0]
+        print(
+            f"patient-search: cannot reach PostgreSQL at {host['host']}:{host['port']}"
+            " (is it running? `make services` starts the local one)",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -14,6 +14,7 @@ from patient_search.errors import InvalidRequest
 from patient_search.patients.repository import PatientRepository
 from patient_search.patients.schemas import Patient, PatientCreate, PatientPatch
 from patient_search.patients.service import PatientService
+from patient_search.search.index_repository import SearchIndexRepository
 from patient_search.state import State
 
 router = APIRouter(prefix="/v1/patients", tags=["patients"])
@@ -23,7 +24,9 @@ NO_STORE = "no-store"
 
 
 def _service(db: ReadDb | WriteDb, clinic_id: str, state: State) -> PatientService:
-    return PatientService(PatientRepository(db), clinic_id, state.settings.phone_region)
+    return PatientService(
+        PatientRepository(db), SearchIndexRepository(db), clinic_id, state.settings.phone_region
+    )
 
 
 def _etag(patient: Patient) -> str:

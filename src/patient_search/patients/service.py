@@ -17,13 +17,25 @@ from patient_search.patients.schemas import (
     PatientCreate,
     PatientPatch,
 )
+from patient_search.search.index_repository import SearchIndexRepository
+from patient_search.search.indexing import name_index
+
+# Fields whose change must re-index the patient's name postings.
+SEARCHED_FIELDS = frozenset({"first_name", "middle_name", "last_name", "date_of_birth"})
 
 
 class PatientService:
     """Patient use cases inside one clinic transaction; the caller's scope commits."""
 
-    def __init__(self, repository: PatientRepository, clinic_id: str, phone_region: str) -> None:
+    def __init__(
+        self,
+        repository: PatientRepository,
+        search_index: SearchIndexRepository,
+        clinic_id: str,
+        phone_region: str,
+    ) -> None:
         self._repo = repository
+        self._search_index = search_index
         self._clinic_id = clinic_id
         self._region = phone_region
 
@@ -43,7 +55,9 @@ class PatientService:
         if not await self._repo.insert(self._clinic_id, patient_id, columns):
             raise MrnConflict()
         await self._write_lists(patient_id, data.phones, data.emergency_contacts, data.insurance)
-        return await self.get(patient_id)
+        patient = await self.get(patient_id)
+        await self._index(patient)
+        return patient
 
     async def update(
         self, patient_id: uuid.UUID, patch: PatientPatch, expected_version: int | None
@@ -77,6 +91,11 @@ class PatientService:
         """Archive the patient: kept for the record, never shown again."""
         if not await self._repo.archive(patient_id):
             raise PatientNotFound()
+        await self._search_index.remove_patient(patient_id)
+
+    async def _index(self, patient: Patient) -> None:
+        names = name_index(patient.first_name, patient.middle_name, patient.last_name)
+        await self._search_index.index_patient(patient.id, names, patient.date_of_birth)
 
     async def _write_lists(
         self,

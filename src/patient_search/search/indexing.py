@@ -1,0 +1,40 @@
+"""What a patient is findable by: the keys written to the search structures on every write."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from patient_search.search.names import (
+    deletion_keys,
+    index_terms,
+    name_tokens,
+    phonetic_codes,
+    typo_budget,
+)
+
+# Postings sort a missing date of birth after every real one.
+NO_BIRTH_DATE = dt.date.max
+
+
+@dataclass(frozen=True, slots=True)
+class NameIndex:
+    """The folded sort keys and the exact terms of one patient's name."""
+
+    first_key: str
+    last_key: str
+    terms: list[str]
+
+
+def name_index(first: str | None, middle: str | None, last: str) -> NameIndex:
+    """Sort keys and sorted exact terms for a patient's names."""
+    return NameIndex(
+        first_key=" ".join(name_tokens(first or "")),
+        last_key=" ".join(name_tokens(last)),
+        terms=sorted(index_terms(first, middle, last)),
+    )
+
+
+def vocabulary_keys(term: str) -> set[str]:
+    """Equality keys that lead to `term` from a misspelling: phonetic codes and SymSpell deletes."""
+    return phonetic_codes(term) | deletion_keys(term, typo_budget(term))
