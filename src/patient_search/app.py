@@ -14,6 +14,7 @@ from patient_search.observability.logs import configure_logging
 from patient_search.observability.slow_queries import SlowQueryLog
 from patient_search.patients.router import router as patients_router
 from patient_search.problems import install_problem_handlers
+from patient_search.search.router import router as search_router
 from patient_search.settings import Settings, get_settings
 from patient_search.state import AppState, State
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_problem_handlers(app)
+    app.include_router(search_router)
     app.include_router(patients_router)
 
     @app.get("/healthz", tags=["ops"])

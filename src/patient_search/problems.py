@@ -42,9 +42,16 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         {"loc": [str(part) for part in error.get("loc", ())], "msg": error.get("msg", "invalid")}
         for error in exc.errors()
     ]
-    where = ", ".join(".".join(e["loc"]) for e in errors[:5])
+    where = ", ".join(".".join(e["loc"]) or "request" for e in errors[:5])
+    reasons = "; ".join(e["msg"] for e in errors[:3])
+    # A body that does not validate is 422; a malformed URL, query or header is 400.
+    in_body = any(e["loc"][:1] == ["body"] for e in errors)
+    status = 422 if in_body else 400
     return problem_response(
-        422, "Invalid request", f"the request does not validate: {where}", errors=errors
+        status,
+        "Invalid request",
+        f"the request does not validate: {where} ({reasons})",
+        errors=errors,
     )
 
 

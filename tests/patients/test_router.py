@@ -131,7 +131,7 @@ class TestValidation:
         self, client: httpx.AsyncClient, auth: dict[str, str]
     ) -> None:
         response = await client.get("/v1/patients/not-a-uuid", headers=auth)
-        assert response.status_code == 422
+        assert response.status_code == 400
         assert "patient_id" in response.json()["detail"]
 
 

@@ -8,6 +8,8 @@ from typing import Any
 from patient_search.db.statements import Statement, StatementRunner
 from patient_search.ids import uuid7
 from patient_search.importing.rows import ImportRow
+from patient_search.search.index_repository import SearchIndexRepository
+from patient_search.search.indexing import NO_BIRTH_DATE
 
 CREATE_STAGING = Statement(
     "import.create_staging",
@@ -19,7 +21,9 @@ CREATE_STAGING = Statement(
         first_name text, middle_name text, last_name text NOT NULL,
         date_of_birth date, sex text, status text NOT NULL,
         email text, email_normalized text,
-        phones_raw text[] NOT NULL, phones_e164 text[] NOT NULL
+        phones_raw text[] NOT NULL, phones_e164 text[] NOT NULL,
+        first_key text COLLATE "C" NOT NULL, last_key text COLLATE "C" NOT NULL,
+        name_terms text[] NOT NULL
     ) ON COMMIT DELETE ROWS
     """,
 )
@@ -33,15 +37,18 @@ MERGE_PATIENTS = Statement(
     "import.merge_patients",
     """
     INSERT INTO patients AS p (clinic_id, id, mrn, first_name, middle_name, last_name,
-                               date_of_birth, sex, status, email, email_normalized)
+                               date_of_birth, sex, status, email, email_normalized,
+                               first_key, last_key, name_terms)
     SELECT current_setting('app.clinic_id'), id, mrn, first_name, middle_name, last_name,
-           date_of_birth, sex, status, email, email_normalized
+           date_of_birth, sex, status, email, email_normalized, first_key, last_key, name_terms
     FROM import_staging
     ON CONFLICT (clinic_id, mrn) DO UPDATE SET
         first_name = EXCLUDED.first_name, middle_name = EXCLUDED.middle_name,
         last_name = EXCLUDED.last_name, date_of_birth = EXCLUDED.date_of_birth,
         sex = EXCLUDED.sex, status = EXCLUDED.status, email = EXCLUDED.email,
         email_normalized = EXCLUDED.email_normalized,
+        first_key = EXCLUDED.first_key, last_key = EXCLUDED.last_key,
+        name_terms = EXCLUDED.name_terms,
         version = p.version + 1, updated_at = now()
     WHERE p.deleted_at IS NULL
     RETURNING p.mrn, (p.xmax = 0) AS inserted
@@ -65,6 +72,29 @@ INSERT_PHONES = Statement(
     CROSS JOIN LATERAL unnest(s.phones_raw, s.phones_e164) WITH ORDINALITY AS t(raw, e164, n)
     """,
 )
+DELETE_UPDATED_POSTINGS = Statement(
+    "import.delete_postings",
+    """
+    DELETE FROM patient_name_terms t
+    USING import_staging s JOIN patients p ON p.mrn = s.mrn
+    WHERE t.patient_id = p.id AND p.id <> s.id AND p.deleted_at IS NULL
+    """,
+)
+INSERT_POSTINGS = Statement(
+    "import.insert_postings",
+    """
+    INSERT INTO patient_name_terms (clinic_id, term, last_key, first_key, date_of_birth, patient_id)
+    SELECT p.clinic_id, term, s.last_key, s.first_key,
+           COALESCE(s.date_of_birth, %(no_birth_date)s), p.id
+    FROM import_staging s
+    JOIN patients p ON p.mrn = s.mrn AND p.deleted_at IS NULL
+    CROSS JOIN LATERAL unnest(s.name_terms) AS term
+    """,
+)
+BATCH_TERMS = Statement(
+    "import.batch_terms",
+    "SELECT DISTINCT unnest(name_terms) AS term FROM import_staging",
+)
 HAS_PATIENTS = Statement(
     "import.has_patients", "SELECT EXISTS (SELECT 1 FROM patients) AS has_patients"
 )
@@ -73,7 +103,7 @@ ANY_PATIENT = Statement(
 )
 _COPY_COLUMNS = (
     "line, id, mrn, first_name, middle_name, last_name, date_of_birth, sex, status, "
-    "email, email_normalized, phones_raw, phones_e164"
+    "email, email_normalized, phones_raw, phones_e164, first_key, last_key, name_terms"
 )
 
 
@@ -104,7 +134,11 @@ class ImportRepository:
         merged = await self._db.fetch_all(MERGE_PATIENTS)
         if any(not row["inserted"] for row in merged):
             await self._db.execute(DELETE_UPDATED_PHONES)
+            await self._db.execute(DELETE_UPDATED_POSTINGS)
         await self._db.execute(INSERT_PHONES)
+        await self._db.execute(INSERT_POSTINGS, {"no_birth_date": NO_BIRTH_DATE})
+        terms = [row["term"] for row in await self._db.fetch_all(BATCH_TERMS)]
+        await SearchIndexRepository(self._db).add_vocabulary(terms)
         return {str(row["mrn"]): bool(row["inserted"]) for row in merged}
 
 
@@ -123,4 +157,7 @@ def _copy_values(row: ImportRow) -> tuple[Any, ...]:
         row.email_normalized,
         row.phones_raw,
         row.phones_e164,
+        row.names.first_key,
+        row.names.last_key,
+        row.names.terms,
     )

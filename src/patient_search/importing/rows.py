@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from patient_search.contacts import normalize_email, normalize_phone
 from patient_search.patients.schemas import PatientFields
+from patient_search.search.indexing import NameIndex, name_index
 
 FIELDS = (
     "mrn",
@@ -63,6 +64,7 @@ class ImportRow:
     email_normalized: str | None
     phones_raw: list[str]
     phones_e164: list[str | None]
+    names: NameIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,4 +209,5 @@ def validate_record(record: RawRecord, region: str) -> ImportRow | Rejection:
         email_normalized=normalize_email(patient.email) if patient.email else None,
         phones_raw=patient.phones,
         phones_e164=[normalize_phone(p, region) for p in patient.phones],
+        names=name_index(patient.first_name, patient.middle_name, patient.last_name),
     )

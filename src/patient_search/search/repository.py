@@ -1,0 +1,260 @@
+"""SQL of the search. Every statement is an equality or range on a B-tree key (leakproof, so
+usable under row-level security), or goes through the clinic-pinned definer function."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from patient_search.db.statements import Row, Statement, StatementRunner
+
+# Above every character a folded term can hold, in the "C" collation's byte order.
+TOP = "\U0010ffff"
+# Sorts before any real posting: used as "from the start" in keyset bounds.
+START_BOUND = ("", "", dt.date(1, 1, 1), uuid.UUID(int=0))
+
+_SUMMARY_COLUMNS = """
+    p.id, p.mrn, p.first_name, p.middle_name, p.last_name, p.date_of_birth, p.sex, p.status,
+    p.email, p.name_terms, p.first_key, p.last_key,
+    ARRAY(SELECT COALESCE(ph.e164, ph.raw) FROM patient_phones ph
+          WHERE ph.clinic_id = p.clinic_id AND ph.patient_id = p.id ORDER BY ph.position) AS phones
+"""
+
+SUMMARIES = Statement(
+    "search.summaries",
+    "SELECT" + _SUMMARY_COLUMNS + "FROM patients p"
+    " WHERE p.id = ANY(%(ids)s::uuid[]) AND p.deleted_at IS NULL"
+    " AND p.status = ANY(%(statuses)s::text[])",
+)
+IDENTIFIERS = Statement(
+    "search.identifiers",
+    """
+    SELECT 'mrn' AS kind, id FROM patients
+        WHERE mrn = ANY(%(mrns)s::text[]) AND deleted_at IS NULL
+    UNION ALL
+    SELECT 'email', id FROM patients
+        WHERE email_normalized = ANY(%(emails)s::text[]) AND deleted_at IS NULL
+    UNION ALL
+    SELECT 'phone', patient_id FROM patient_phones WHERE e164 = ANY(%(phones)s::text[])
+    UNION ALL
+    SELECT 'phone_suffix', patient_id FROM patient_phones
+        WHERE %(suffix_lo)s::text IS NOT NULL
+          AND e164_reversed >= %(suffix_lo)s AND e164_reversed < %(suffix_hi)s
+    UNION ALL
+    SELECT 'dob', id FROM patients
+        WHERE date_of_birth = ANY(%(dates)s::date[]) AND deleted_at IS NULL
+    LIMIT 5001
+    """,
+)
+# Phonetic codes and typo keys of the query tokens → vocabulary terms; prefixes → terms.
+VOCABULARY = Statement(
+    "search.vocabulary",
+    """
+    SELECT 'key' AS kind, key AS probe, term FROM search_vocabulary_keys
+        WHERE key = ANY(%(keys)s::text[])
+    UNION ALL
+    SELECT 'prefix', t.prefix, v.term
+    FROM unnest(%(prefixes)s::text[]) AS t(prefix)
+    CROSS JOIN LATERAL (
+        SELECT term FROM search_vocabulary
+        WHERE term >= t.prefix AND term < t.prefix || %(top)s
+        ORDER BY term LIMIT %(per_prefix)s
+    ) v
+    """,
+)
+NAME_CANDIDATES = Statement(
+    "search.name_candidates",
+    "SELECT" + _SUMMARY_COLUMNS + "FROM patients p"
+    " WHERE p.id = ANY(ARRAY(SELECT search_name_candidates("
+    "    %(terms)s::text[], %(ends)s::int[], %(statuses)s::text[], %(cap)s)))"
+    " AND p.deleted_at IS NULL",
+)
+# One ordered, index-only range per candidate term, resumed after its keyset bound.
+TERM_PAGES = Statement(
+    "search.term_pages",
+    """
+    SELECT c.bucket, x.term, x.last_key, x.first_key, x.date_of_birth, x.patient_id
+    FROM unnest(%(terms)s::text[], %(buckets)s::int[], %(b_last)s::text[], %(b_first)s::text[],
+                %(b_dob)s::date[], %(b_id)s::uuid[])
+         AS c(term, bucket, b_last, b_first, b_dob, b_id)
+    CROSS JOIN LATERAL (
+        SELECT t.term, t.last_key, t.first_key, t.date_of_birth, t.patient_id
+        FROM patient_name_terms t
+        WHERE t.term = c.term
+          AND (t.last_key, t.first_key, t.date_of_birth, t.patient_id)
+              > (c.b_last, c.b_first, c.b_dob, c.b_id)
+        ORDER BY t.last_key, t.first_key, t.date_of_birth, t.patient_id
+        LIMIT %(per_term)s
+    ) x
+    """,
+)
+PREFIX_PAGE = Statement(
+    "search.prefix_page",
+    """
+    SELECT t.term, t.last_key, t.first_key, t.date_of_birth, t.patient_id
+    FROM patient_name_terms t
+    WHERE t.term > %(lo)s AND t.term < %(hi)s
+      AND (t.term, t.last_key, t.first_key, t.date_of_birth, t.patient_id)
+          > (%(b_term)s, %(b_last)s, %(b_first)s, %(b_dob)s, %(b_id)s)
+    ORDER BY t.term, t.last_key, t.first_key, t.date_of_birth, t.patient_id
+    LIMIT %(limit)s
+    """,
+)
+COUNT_TERM_MATCHES = Statement(
+    "search.count_term_matches",
+    """
+    SELECT count(DISTINCT patient_id) AS matches FROM (
+        SELECT patient_id FROM patient_name_terms
+        WHERE term = ANY(%(terms)s::text[]) OR (term >= %(lo)s AND term < %(hi)s)
+        LIMIT %(cap)s
+    ) capped
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One (term, patient) entry with the patient's sort key."""
+
+    term: str
+    last_key: str
+    first_key: str
+    date_of_birth: dt.date
+    patient_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class TermRequest:
+    """Read a term's postings after a keyset bound; `bucket` tags the rows it returns."""
+
+    term: str
+    bucket: int
+    bound: tuple[str, str, dt.date, uuid.UUID] = START_BOUND
+
+
+class SearchRepository:
+    """Read-only search queries within the current clinic transaction."""
+
+    def __init__(self, runner: StatementRunner) -> None:
+        self._db = runner
+
+    async def summaries(self, ids: list[uuid.UUID], statuses: list[str]) -> list[Row]:
+        """Display and ranking fields of live patients among `ids`."""
+        if not ids:
+            return []
+        return await self._db.fetch_all(SUMMARIES, {"ids": ids, "statuses": statuses})
+
+    async def identifiers(
+        self,
+        *,
+        mrns: list[str],
+        emails: list[str],
+        phones: list[str],
+        phone_suffix: str | None,
+        dates: list[dt.date],
+    ) -> dict[str, set[uuid.UUID]]:
+        """Patients holding any of the identifiers, by kind."""
+        reversed_suffix = phone_suffix[::-1] if phone_suffix else None
+        rows = await self._db.fetch_all(
+            IDENTIFIERS,
+            {
+                "mrns": mrns,
+                "emails": emails,
+                "phones": phones,
+                "suffix_lo": reversed_suffix,
+                "suffix_hi": reversed_suffix + TOP if reversed_suffix else None,
+                "dates": dates,
+            },
+        )
+        found: dict[str, set[uuid.UUID]] = {}
+        for row in rows:
+            found.setdefault(row["kind"], set()).add(row["id"])
+        return found
+
+    async def vocabulary(
+        self, keys: list[str], prefixes: list[str], per_prefix: int
+    ) -> list[tuple[str, str, str]]:
+        """(kind, probe, term) for every vocabulary term a key or a prefix leads to."""
+        if not keys and not prefixes:
+            return []
+        rows = await self._db.fetch_all(
+            VOCABULARY,
+            {"keys": keys, "prefixes": prefixes, "top": TOP, "per_prefix": per_prefix},
+        )
+        return [(row["kind"], row["probe"], row["term"]) for row in rows]
+
+    async def name_candidates(
+        self, groups: list[list[str]], statuses: list[str], cap: int
+    ) -> list[Row]:
+        """Patients with a term from every group (at most `cap`)."""
+        terms: list[str] = []
+        ends: list[int] = []
+        for group in groups:
+            terms.extend(group)
+            ends.append(len(terms))
+        return await self._db.fetch_all(
+            NAME_CANDIDATES, {"terms": terms, "ends": ends, "statuses": statuses, "cap": cap}
+        )
+
+    async def term_pages(
+        self, requests: list[TermRequest], per_term: int
+    ) -> list[tuple[int, Posting]]:
+        """Up to `per_term` postings of each requested term, after its bound, in key order."""
+        if not requests:
+            return []
+        rows = await self._db.fetch_all(
+            TERM_PAGES,
+            {
+                "terms": [r.term for r in requests],
+                "buckets": [r.bucket for r in requests],
+                "b_last": [r.bound[0] for r in requests],
+                "b_first": [r.bound[1] for r in requests],
+                "b_dob": [r.bound[2] for r in requests],
+                "b_id": [r.bound[3] for r in requests],
+                "per_term": per_term,
+            },
+        )
+        return [(row["bucket"], _posting(row)) for row in rows]
+
+    async def prefix_page(
+        self, prefix: str, bound: tuple[str, str, str, dt.date, uuid.UUID], limit: int
+    ) -> list[Posting]:
+        """Postings of terms that start with `prefix` and are longer than it."""
+        rows = await self._db.fetch_all(
+            PREFIX_PAGE,
+            {
+                "lo": prefix,
+                "hi": prefix + TOP,
+                "b_term": bound[0],
+                "b_last": bound[1],
+                "b_first": bound[2],
+                "b_dob": bound[3],
+                "b_id": bound[4],
+                "limit": limit,
+            },
+        )
+        return [_posting(row) for row in rows]
+
+    async def count_term_matches(self, terms: list[str], prefix: str | None, cap: int) -> int:
+        """Distinct patients with one of `terms` or a term starting with `prefix`, up to `cap`."""
+        row = await self._db.fetch_one(
+            COUNT_TERM_MATCHES,
+            {
+                "terms": terms,
+                "lo": prefix if prefix else TOP,
+                "hi": prefix + TOP if prefix else TOP,
+                "cap": cap,
+            },
+        )
+        return int(row["matches"]) if row else 0
+
+
+def _posting(row: Row) -> Posting:
+    return Posting(
+        term=row["term"],
+        last_key=row["last_key"],
+        first_key=row["first_key"],
+        date_of_birth=row["date_of_birth"],
+        patient_id=row["patient_id"],
+    )

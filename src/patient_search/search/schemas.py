@@ -1,0 +1,91 @@
+"""Search parameters and results as the API exchanges them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from patient_search.contacts import phone_digits
+from patient_search.patients.schemas import Sex, Status, _single_line
+
+Match = Literal["mrn", "phone", "email", "exact", "prefix", "nickname", "phonetic", "fuzzy"]
+MIN_PHONE_SUFFIX = 4
+
+
+def _phone_filter(value: str) -> str:
+    digits = phone_digits(value)
+    if len(digits) < MIN_PHONE_SUFFIX or len(digits) > 15 or any(c.isalpha() for c in value):
+        raise ValueError("must be a phone number, or at least its last 4 digits")
+    return value
+
+
+QueryText = Annotated[str, StringConstraints(max_length=200), AfterValidator(_single_line)]
+Identifier = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=254),
+    AfterValidator(_single_line),
+]
+
+
+class SearchCriteria(BaseModel):
+    """The query parameters of GET /v1/patients."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    q: QueryText | None = None
+    phone: Annotated[Identifier, AfterValidator(_phone_filter)] | None = None
+    email: Identifier | None = None
+    date_of_birth: dt.date | None = None
+    mrn: Annotated[Identifier, Field(max_length=64)] | None = None
+    status: Status | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    offset: Annotated[int, Field(ge=0, le=10_000)] = 0
+    cursor: (
+        Annotated[str, StringConstraints(max_length=512, pattern=r"^[A-Za-z0-9_-]+$")] | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _one_criterion_and_one_position(self) -> SearchCriteria:
+        if not any(
+            (self.q and self.q.strip(), self.phone, self.email, self.date_of_birth, self.mrn)
+        ):
+            raise ValueError("give at least one of q, phone, email, date_of_birth or mrn")
+        if self.cursor and self.offset:
+            raise ValueError("use either offset or cursor, not both")
+        return self
+
+
+class Summary(BaseModel):
+    """A search hit: enough to pick the right patient, and how it matched."""
+
+    id: uuid.UUID
+    mrn: str
+    first_name: str | None
+    middle_name: str | None
+    last_name: str
+    date_of_birth: dt.date | None
+    sex: Sex | None
+    status: Status
+    phones: list[str]
+    email: str | None
+    match: Match
+    score: float
+
+
+class SearchPage(BaseModel):
+    """One page of results."""
+
+    items: list[Summary]
+    total: int
+    total_exact: bool
+    next_cursor: str | None

@@ -1,0 +1,362 @@
+"""The search: identifiers first, then names down the ladder, one page at a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from rapidfuzz.distance import OSA
+
+from patient_search.contacts import normalize_email, normalize_phone, phone_digits
+from patient_search.search.cursor import CursorCodec
+from patient_search.search.names import deletion_keys, phonetic_codes, typo_budget
+from patient_search.search.parse import parse_query
+from patient_search.search.ranking import (
+    MATCH_LABELS,
+    Hit,
+    Rung,
+    SortKey,
+    TokenCandidates,
+    name_match,
+    name_similarity,
+    rank_rows,
+    score_of,
+)
+from patient_search.search.repository import START_BOUND, Posting, SearchRepository, TermRequest
+from patient_search.search.schemas import SearchCriteria, SearchPage, Summary
+
+LIVE_STATUSES = ["active", "inactive", "deceased"]
+# The most candidates one name query ranks in Python; beyond it totals are estimates.
+CANDIDATE_CAP = 1000
+PARTIAL_CAP = 200
+TOTAL_CAP = 1000
+PREFIX_TERMS_PER_TOKEN = 64
+IDENTIFIER_RUNGS = {"mrn": Rung.MRN, "phone": Rung.PHONE, "email": Rung.EMAIL}
+# A patient found only through an identifier filter stays listed under a name query only if
+# its name is at least this similar (token_sort_ratio) — else "smith 03/14/1975" lists every
+# patient born that day.
+MIN_NAME_SIMILARITY = 0.5
+
+
+@dataclass(slots=True)
+class _Ranked:
+    hits: list[Hit]
+    total: int
+    exact: bool
+
+
+class SearchService:
+    """Searches one clinic's patients (the transaction is already scoped to it)."""
+
+    def __init__(
+        self, repository: SearchRepository, cursors: CursorCodec, clinic_id: str, region: str
+    ) -> None:
+        self._repo = repository
+        self._cursors = cursors
+        self._clinic_id = clinic_id
+        self._region = region
+
+    async def search(self, criteria: SearchCriteria) -> SearchPage:
+        """One page of results for the criteria, continuing after `criteria.cursor`."""
+        fingerprint = _fingerprint(criteria)
+        after = (
+            self._cursors.decode(self._clinic_id, fingerprint, criteria.cursor)
+            if criteria.cursor
+            else None
+        )
+        parsed = parse_query(criteria.q or "", self._region)
+        statuses: list[str] = [criteria.status] if criteria.status else LIVE_STATUSES
+        tokens = [TokenCandidates.for_token(token) for token in parsed.names]
+        need = criteria.offset + criteria.limit + 1
+
+        filters: dict[str, set[uuid.UUID]] = {}
+        explicit_phone = criteria.phone and normalize_phone(criteria.phone, self._region)
+        suffix = phone_digits(criteria.phone) if criteria.phone and not explicit_phone else None
+        found = await self._repo.identifiers(
+            mrns=parsed.mrns + ([criteria.mrn] if criteria.mrn else []),
+            emails=parsed.emails + ([normalize_email(criteria.email)] if criteria.email else []),
+            phones=parsed.phones + ([explicit_phone] if explicit_phone else []),
+            phone_suffix=suffix,
+            dates=parsed.dates + ([criteria.date_of_birth] if criteria.date_of_birth else []),
+        )
+        mrn_hits = found.get("mrn", set())
+        # Explicit parameters and typed identifiers filter (AND across kinds); an MRN typed in
+        # the box is only a candidate, ranked first when it exists.
+        if criteria.mrn:
+            filters["mrn"] = set(mrn_hits)
+        if criteria.email or parsed.emails:
+            filters["email"] = found.get("email", set())
+        if explicit_phone or parsed.phones:
+            filters["phone"] = found.get("phone", set())
+        if suffix:
+            filters["phone_suffix"] = found.get("phone_suffix", set())
+        if criteria.date_of_birth or parsed.dates or parsed.invalid_dates:
+            filters["dob"] = found.get("dob", set())
+
+        await self._expand(tokens)
+        if filters:
+            ranked = await self._filtered(filters, mrn_hits, tokens, parsed.comma_last, statuses)
+        elif not tokens:
+            ranked = await self._identified(mrn_hits, statuses)
+        elif len(tokens) == 1 and not mrn_hits:
+            return await self._single_token(tokens[0], criteria, statuses, after, fingerprint)
+        else:
+            ranked = await self._names(tokens, parsed.comma_last, statuses, need, mrn_hits)
+        return self._page(ranked, criteria, after, fingerprint)
+
+    async def _expand(self, tokens: list[TokenCandidates]) -> None:
+        """Fill in each token's prefix, phonetic and typo terms from the clinic's vocabulary."""
+        if not tokens:
+            return
+        keys: dict[str, list[TokenCandidates]] = {}
+        for candidates in tokens:
+            token = candidates.token
+            probes = phonetic_codes(token)
+            budget = typo_budget(token)
+            if budget:
+                probes |= deletion_keys(token, budget)
+            for probe in probes:
+                keys.setdefault(probe, []).append(candidates)
+        prefixes = sorted({c.token for c in tokens})
+        rows = await self._repo.vocabulary(sorted(keys), prefixes, PREFIX_TERMS_PER_TOKEN)
+        for kind, probe, term in rows:
+            if kind == "prefix":
+                for candidates in tokens:
+                    if candidates.token == probe and term != probe:
+                        candidates.prefix.add(term)
+                continue
+            for candidates in keys.get(probe, []):
+                token = candidates.token
+                if term == token:
+                    continue
+                if probe.isupper():
+                    candidates.phonetic.add(term)
+                elif OSA.distance(token, term) <= typo_budget(token):
+                    candidates.typo.add(term)
+
+    async def _identified(self, mrn_hits: set[uuid.UUID], statuses: list[str]) -> _Ranked:
+        rows = await self._repo.summaries(sorted(mrn_hits), statuses)
+        hits = rank_rows(rows, [], [], {row["id"]: Rung.MRN for row in rows})
+        return _Ranked(hits, len(hits), True)
+
+    async def _filtered(
+        self,
+        filters: dict[str, set[uuid.UUID]],
+        mrn_hits: set[uuid.UUID],
+        tokens: list[TokenCandidates],
+        comma_last: list[str],
+        statuses: list[str],
+    ) -> _Ranked:
+        ids = set.intersection(*filters.values())
+        rows = await self._repo.summaries(sorted(ids), statuses)
+        rungs: dict[uuid.UUID, Rung] = {}
+        for kind, members in filters.items():
+            rung = IDENTIFIER_RUNGS.get(kind.removesuffix("_suffix"))
+            for patient_id in members & ids:
+                if rung is not None and rung < rungs.get(patient_id, Rung.FUZZY):
+                    rungs[patient_id] = rung
+        for patient_id in mrn_hits & ids:
+            rungs[patient_id] = Rung.MRN
+        if tokens:
+            rows = [
+                row for row in rows if row["id"] in rungs or _resembles(row, tokens, comma_last)
+            ]
+        hits = rank_rows(rows, tokens, comma_last, rungs)
+        return _Ranked(hits, len(hits), len(ids) <= 5000)
+
+    async def _names(
+        self,
+        tokens: list[TokenCandidates],
+        comma_last: list[str],
+        statuses: list[str],
+        need: int,
+        mrn_hits: set[uuid.UUID],
+    ) -> _Ranked:
+        rows: dict[uuid.UUID, dict[str, Any]] = {}
+        exact = True
+        tiers = [[[c.token] for c in tokens], [sorted(c.all_terms()) for c in tokens]]
+        for groups in tiers:
+            found = await self._repo.name_candidates(groups, statuses, CANDIDATE_CAP)
+            exact = exact and len(found) < CANDIDATE_CAP
+            rows.update((row["id"], row) for row in found)
+            if len(rows) >= need or not exact:
+                break
+        if len(rows) < need and len(tokens) > 1:
+            # Too few patients match every token: the closest partial matches follow.
+            expanded = tiers[1]
+            for missing in range(len(tokens)):
+                groups = expanded[:missing] + expanded[missing + 1 :]
+                found = await self._repo.name_candidates(groups, statuses, PARTIAL_CAP)
+                rows.update((row["id"], row) for row in found if row["id"] not in rows)
+        if mrn_hits:
+            for row in await self._repo.summaries(sorted(mrn_hits - rows.keys()), statuses):
+                rows[row["id"]] = row
+        rungs = dict.fromkeys(mrn_hits, Rung.MRN)
+        hits = rank_rows(list(rows.values()), tokens, comma_last, rungs)
+        return _Ranked(hits, len(hits), exact)
+
+    async def _single_token(
+        self,
+        candidates: TokenCandidates,
+        criteria: SearchCriteria,
+        statuses: list[str],
+        after: SortKey | None,
+        fingerprint: str,
+    ) -> SearchPage:
+        """One token: ordered index ranges per candidate term, never a scan of the clinic."""
+        token = candidates.token
+        buckets: list[tuple[Rung, int, str]] = [(Rung.EXACT, 0, token)]
+        seen = {token}
+        ladder = [
+            (Rung.NICKNAME, sorted(candidates.nicknames)),
+            (Rung.PHONETIC, sorted(candidates.phonetic)),
+            (Rung.TYPO, sorted(candidates.typo, key=lambda t: (OSA.distance(token, t), t))),
+        ]
+        for rung, terms in ladder:
+            for term in terms:
+                if term not in seen:
+                    seen.add(term)
+                    buckets.append((rung, len(buckets), term))
+        need = criteria.offset + criteria.limit + 1
+        # Over-fetch: a patient matching several buckets is listed only in its best one.
+        per_term = need * 2 if criteria.status is None else need * 6
+        requests = [
+            TermRequest(term, index, _bound(after, (rung, index)))
+            for index, (rung, _, term) in enumerate(buckets)
+            if _bucket_open(after, (rung, index))
+        ]
+        postings = await self._repo.term_pages(requests[:1], per_term) if requests else []
+        if len(postings) < per_term:
+            postings += await self._repo.term_pages(requests[1:], per_term)
+            if after is None or after[0] <= Rung.PREFIX:
+                prefix_bound = _prefix_bound(after)
+                prefix_rows = await self._repo.prefix_page(token, prefix_bound, per_term)
+                postings += [(-1, posting) for posting in prefix_rows]
+        keyed = sorted(
+            ((_posting_key(bucket, posting, buckets), posting) for bucket, posting in postings),
+            key=lambda pair: pair[0],
+        )
+        first_seen: dict[uuid.UUID, SortKey] = {}
+        for key, posting in keyed:
+            first_seen.setdefault(posting.patient_id, key)
+        ordered = sorted(first_seen.items(), key=lambda item: item[1])
+        rows = {
+            row["id"]: row
+            for row in await self._repo.summaries([pid for pid, _ in ordered[: need * 2]], statuses)
+        }
+        hits: list[Hit] = []
+        for patient_id, key in ordered:
+            row = rows.get(patient_id)
+            if row is None or _canonical_key(row, candidates, buckets) != key[:3]:
+                continue
+            hits.append(Hit(row, Rung(key[0]), score_of(Rung(key[0]), 0.09 / (1 + key[1])), key))
+        total = await self._repo.count_term_matches(
+            [term for _, _, term in buckets], token, TOTAL_CAP + 1
+        )
+        ranked = _Ranked(hits, min(total, TOTAL_CAP), total <= TOTAL_CAP)
+        return self._page(ranked, criteria, None, fingerprint)
+
+    def _page(
+        self, ranked: _Ranked, criteria: SearchCriteria, after: SortKey | None, fingerprint: str
+    ) -> SearchPage:
+        hits = ranked.hits
+        if after is not None:
+            hits = [hit for hit in hits if hit.sort_key > after]
+        window = hits[criteria.offset : criteria.offset + criteria.limit]
+        more = len(hits) > criteria.offset + criteria.limit
+        next_cursor = (
+            self._cursors.encode(self._clinic_id, fingerprint, window[-1].sort_key)
+            if more and window
+            else None
+        )
+        return SearchPage(
+            items=[_summary(hit) for hit in window],
+            total=ranked.total,
+            total_exact=ranked.exact,
+            next_cursor=next_cursor,
+        )
+
+
+def _resembles(row: dict[str, Any], tokens: list[TokenCandidates], comma_last: list[str]) -> bool:
+    """Whether a patient's name matches the typed name at least partly."""
+    if name_match(row, tokens, comma_last)[0] < Rung.FUZZY:
+        return True
+    return name_similarity(row, tokens) >= MIN_NAME_SIMILARITY
+
+
+def _bucket_open(after: SortKey | None, bucket: tuple[Rung, int]) -> bool:
+    return after is None or (int(bucket[0]), bucket[1]) >= (after[0], after[1])
+
+
+def _bound(after: SortKey | None, bucket: tuple[Rung, int]) -> tuple[str, str, dt.date, uuid.UUID]:
+    if after is None or (int(bucket[0]), bucket[1]) != (after[0], after[1]):
+        return START_BOUND
+    return (after[3], after[4], dt.date.fromisoformat(after[5]), uuid.UUID(after[6]))
+
+
+def _prefix_bound(after: SortKey | None) -> tuple[str, str, str, dt.date, uuid.UUID]:
+    if after is None or after[0] < Rung.PREFIX:
+        return ("", *START_BOUND)
+    return (after[2], after[3], after[4], dt.date.fromisoformat(after[5]), uuid.UUID(after[6]))
+
+
+def _posting_key(bucket: int, posting: Posting, buckets: list[tuple[Rung, int, str]]) -> SortKey:
+    if bucket < 0:
+        rung, rank, term = Rung.PREFIX, 0, posting.term
+    else:
+        rung, rank, term = buckets[bucket][0], bucket, ""
+    return (
+        int(rung),
+        rank,
+        term,
+        posting.last_key,
+        posting.first_key,
+        posting.date_of_birth.isoformat(),
+        str(posting.patient_id),
+    )
+
+
+def _canonical_key(
+    row: dict[str, Any], candidates: TokenCandidates, buckets: list[tuple[Rung, int, str]]
+) -> tuple[int, int, str]:
+    """The best bucket a patient belongs to: it is listed there and nowhere else."""
+    terms = set(row.get("name_terms") or ())
+    best: tuple[int, int, str] | None = None
+    for index, (rung, _, term) in enumerate(buckets):
+        if term in terms:
+            best = (int(rung), index, "")
+            break
+    prefixed = sorted(t for t in terms if t.startswith(candidates.token) and t != candidates.token)
+    if prefixed:
+        prefix_key = (int(Rung.PREFIX), 0, prefixed[0])
+        if best is None or prefix_key < best:
+            best = prefix_key
+    return best or (int(Rung.FUZZY), 0, "")
+
+
+def _summary(hit: Hit) -> Summary:
+    row = hit.row
+    return Summary(
+        id=row["id"],
+        mrn=row["mrn"],
+        first_name=row["first_name"],
+        middle_name=row["middle_name"],
+        last_name=row["last_name"],
+        date_of_birth=row["date_of_birth"],
+        sex=row["sex"],
+        status=row["status"],
+        phones=list(row["phones"] or []),
+        email=row["email"],
+        match=MATCH_LABELS[hit.rung],
+        score=hit.score,
+    )
+
+
+def _fingerprint(criteria: SearchCriteria) -> str:
+    """What makes two requests the same search (the page position excluded)."""
+    fields = criteria.model_dump(mode="json", exclude={"cursor", "offset"})
+    return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
