@@ -38,6 +38,9 @@ def upgrade() -> None:
         CREATE TABLE patient_name_terms (
             clinic_id text NOT NULL,
             term text COLLATE "C" NOT NULL,
+            -- false when the term is a whole first or last name ("smith" for Smith), true for
+            -- a part ("smith" for Andrews-Smith, a middle name): whole names are listed first.
+            part boolean NOT NULL,
             last_key text COLLATE "C" NOT NULL,
             first_key text COLLATE "C" NOT NULL,
             date_of_birth date NOT NULL,
@@ -48,7 +51,7 @@ def upgrade() -> None:
         -- The sort key lives in the index so a page of one term is an index-only range scan.
         -- A missing date of birth sorts last ('infinity').
         CREATE UNIQUE INDEX patient_name_terms_ordered ON patient_name_terms
-            (clinic_id, term, last_key, first_key, date_of_birth, patient_id);
+            (clinic_id, term, part, last_key, first_key, date_of_birth, patient_id);
         CREATE INDEX patient_name_terms_patient ON patient_name_terms (clinic_id, patient_id);
 
         CREATE TABLE search_vocabulary (

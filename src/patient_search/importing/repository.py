@@ -83,8 +83,12 @@ DELETE_UPDATED_POSTINGS = Statement(
 INSERT_POSTINGS = Statement(
     "import.insert_postings",
     """
-    INSERT INTO patient_name_terms (clinic_id, term, last_key, first_key, date_of_birth, patient_id)
-    SELECT p.clinic_id, term, s.last_key, s.first_key,
+    INSERT INTO patient_name_terms (clinic_id, term, part, last_key, first_key, date_of_birth,
+                                    patient_id)
+    SELECT p.clinic_id, term,
+           NOT (term = ANY(ARRAY[s.first_key, s.last_key,
+                                 replace(s.first_key, ' ', ''), replace(s.last_key, ' ', '')])),
+           s.last_key, s.first_key,
            COALESCE(s.date_of_birth, %(no_birth_date)s), p.id
     FROM import_staging s
     JOIN patients p ON p.mrn = s.mrn AND p.deleted_at IS NULL

@@ -85,7 +85,10 @@ class PatientService:
                 raise PatientNotFound()
             raise VersionMismatch(current)
         await self._write_lists(patient_id, patch.phones, patch.emergency_contacts, patch.insurance)
-        return await self.get(patient_id)
+        patient = await self.get(patient_id)
+        if SEARCHED_FIELDS & changes.keys():
+            await self._index(patient)
+        return patient
 
     async def archive(self, patient_id: uuid.UUID) -> None:
         """Archive the patient: kept for the record, never shown again."""

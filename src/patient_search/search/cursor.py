@@ -41,8 +41,20 @@ class CursorCodec:
             mac, self._mac(clinic_id, fingerprint, payload)
         ):
             raise InvalidRequest("the cursor is not valid for this search; start it again")
-        version, key = orjson.loads(payload)
-        if version != _VERSION:
-            raise InvalidRequest("the cursor has expired; start the search again")
-        rung, rank, term, last, first, birth, patient = key
-        return (int(rung), int(rank), str(term), str(last), str(first), str(birth), str(patient))
+        try:
+            version, key = orjson.loads(payload)
+            if version != _VERSION:
+                raise InvalidRequest("the cursor has expired; start the search again")
+            rung, rank, term, part, last, first, birth, patient = key
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest("the cursor is not valid; start the search again") from exc
+        return (
+            int(rung),
+            int(rank),
+            str(term),
+            int(part),
+            str(last),
+            str(first),
+            str(birth),
+            str(patient),
+        )

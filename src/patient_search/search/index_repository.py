@@ -22,8 +22,12 @@ DELETE_POSTINGS = Statement(
 INSERT_POSTINGS = Statement(
     "search_index.insert_postings",
     """
-    INSERT INTO patient_name_terms (clinic_id, term, last_key, first_key, date_of_birth, patient_id)
-    SELECT current_setting('app.clinic_id'), term, %(last_key)s, %(first_key)s, %(dob)s, %(id)s
+    INSERT INTO patient_name_terms (clinic_id, term, part, last_key, first_key, date_of_birth,
+                                    patient_id)
+    SELECT current_setting('app.clinic_id'), term,
+           NOT (term = ANY(ARRAY[%(first_key)s, %(last_key)s,
+                                 replace(%(first_key)s, ' ', ''), replace(%(last_key)s, ' ', '')])),
+           %(last_key)s, %(first_key)s, %(dob)s, %(id)s
     FROM unnest(%(terms)s::text[]) AS term
     """,
 )

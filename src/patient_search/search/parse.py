@@ -101,11 +101,13 @@ def parse_query(text: str, region: str) -> ParsedQuery:
     take(_US_DATE, us_date)
     take(_PHONE, phone)
 
-    before_comma, comma, _after = rest.partition(",")
+    # A typed word with a digit in it is an identifier (an MRN, part of a phone), never a
+    # name to fuzz: "A-103" must not search for patients named "A".
+    words = " ".join(word for word in rest.split() if not _has_digit(word))
+    before_comma, comma, _after = words.partition(",")
     if comma:
-        parsed.comma_last = [t for t in name_tokens(before_comma) if not _has_digit(t)]
-    # Tokens with digits are identifiers (an MRN, a partial phone), never names to fuzz.
-    parsed.names = [t for t in name_tokens(rest) if not _has_digit(t)][:MAX_TOKENS]
+        parsed.comma_last = name_tokens(before_comma)
+    parsed.names = name_tokens(words)[:MAX_TOKENS]
     return parsed
 
 

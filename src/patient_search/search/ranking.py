@@ -41,9 +41,9 @@ MATCH_LABELS = {
 RUNG_STEP = 0.1
 MAX_BONUS = 0.099
 
-# (rung, rank within rung, term, last, first, date of birth, id): the order of every result list,
-# and what a cursor remembers. Lower sorts first.
-SortKey = tuple[int, int, str, str, str, str, str]
+# (rung, rank within rung, matched term, part-of-name flag, last, first, date of birth, id):
+# the order of every result list, and what a cursor remembers. Lower sorts first.
+SortKey = tuple[int, int, str, int, str, str, str, str]
 
 
 @dataclass(slots=True)
@@ -154,6 +154,6 @@ def rank_rows(
         if identifier is not None and identifier < rung:
             rung = identifier
         rank = -round(bonus * 1_000_000)
-        hits.append(Hit(row, rung, score_of(rung, bonus), (rung, rank, "", *tiebreak(row))))
+        hits.append(Hit(row, rung, score_of(rung, bonus), (rung, rank, "", 0, *tiebreak(row))))
     hits.sort(key=lambda hit: hit.sort_key)
     return hits

@@ -9,10 +9,13 @@ from dataclasses import dataclass
 
 from patient_search.db.statements import Row, Statement, StatementRunner
 
+# A position inside one term's postings: (part, last, first, date of birth, patient id).
+Bound = tuple[bool, str, str, dt.date, uuid.UUID]
+
 # Above every character a folded term can hold, in the "C" collation's byte order.
 TOP = "\U0010ffff"
 # Sorts before any real posting: used as "from the start" in keyset bounds.
-START_BOUND = ("", "", dt.date(1, 1, 1), uuid.UUID(int=0))
+START_BOUND: Bound = (False, "", "", dt.date(1, 1, 1), uuid.UUID(int=0))
 
 _SUMMARY_COLUMNS = """
     p.id, p.mrn, p.first_name, p.middle_name, p.last_name, p.date_of_birth, p.sex, p.status,
@@ -74,17 +77,17 @@ NAME_CANDIDATES = Statement(
 TERM_PAGES = Statement(
     "search.term_pages",
     """
-    SELECT c.bucket, x.term, x.last_key, x.first_key, x.date_of_birth, x.patient_id
-    FROM unnest(%(terms)s::text[], %(buckets)s::int[], %(b_last)s::text[], %(b_first)s::text[],
-                %(b_dob)s::date[], %(b_id)s::uuid[])
-         AS c(term, bucket, b_last, b_first, b_dob, b_id)
+    SELECT c.bucket, x.term, x.part, x.last_key, x.first_key, x.date_of_birth, x.patient_id
+    FROM unnest(%(terms)s::text[], %(buckets)s::int[], %(b_part)s::bool[], %(b_last)s::text[],
+                %(b_first)s::text[], %(b_dob)s::date[], %(b_id)s::uuid[])
+         AS c(term, bucket, b_part, b_last, b_first, b_dob, b_id)
     CROSS JOIN LATERAL (
-        SELECT t.term, t.last_key, t.first_key, t.date_of_birth, t.patient_id
+        SELECT t.term, t.part, t.last_key, t.first_key, t.date_of_birth, t.patient_id
         FROM patient_name_terms t
         WHERE t.term = c.term
-          AND (t.last_key, t.first_key, t.date_of_birth, t.patient_id)
-              > (c.b_last, c.b_first, c.b_dob, c.b_id)
-        ORDER BY t.last_key, t.first_key, t.date_of_birth, t.patient_id
+          AND (t.part, t.last_key, t.first_key, t.date_of_birth, t.patient_id)
+              > (c.b_part, c.b_last, c.b_first, c.b_dob, c.b_id)
+        ORDER BY t.part, t.last_key, t.first_key, t.date_of_birth, t.patient_id
         LIMIT %(per_term)s
     ) x
     """,
@@ -92,22 +95,24 @@ TERM_PAGES = Statement(
 PREFIX_PAGE = Statement(
     "search.prefix_page",
     """
-    SELECT t.term, t.last_key, t.first_key, t.date_of_birth, t.patient_id
+    SELECT t.term, t.part, t.last_key, t.first_key, t.date_of_birth, t.patient_id
     FROM patient_name_terms t
     WHERE t.term > %(lo)s AND t.term < %(hi)s
-      AND (t.term, t.last_key, t.first_key, t.date_of_birth, t.patient_id)
-          > (%(b_term)s, %(b_last)s, %(b_first)s, %(b_dob)s, %(b_id)s)
-    ORDER BY t.term, t.last_key, t.first_key, t.date_of_birth, t.patient_id
+      AND (t.term, t.part, t.last_key, t.first_key, t.date_of_birth, t.patient_id)
+          > (%(b_term)s, %(b_part)s, %(b_last)s, %(b_first)s, %(b_dob)s, %(b_id)s)
+    ORDER BY t.term, t.part, t.last_key, t.first_key, t.date_of_birth, t.patient_id
     LIMIT %(limit)s
     """,
 )
 COUNT_TERM_MATCHES = Statement(
     "search.count_term_matches",
     """
-    SELECT count(DISTINCT patient_id) AS matches FROM (
-        SELECT patient_id FROM patient_name_terms
-        WHERE term = ANY(%(terms)s::text[]) OR (term >= %(lo)s AND term < %(hi)s)
-        LIMIT %(cap)s
+    SELECT count(*) AS postings, count(DISTINCT patient_id) AS patients FROM (
+        (SELECT patient_id FROM patient_name_terms
+         WHERE term = ANY(%(terms)s::text[]) LIMIT %(cap)s)
+        UNION ALL
+        (SELECT patient_id FROM patient_name_terms
+         WHERE term > %(lo)s AND term < %(hi)s LIMIT %(cap)s)
     ) capped
     """,
 )
@@ -118,6 +123,7 @@ class Posting:
     """One (term, patient) entry with the patient's sort key."""
 
     term: str
+    part: bool
     last_key: str
     first_key: str
     date_of_birth: dt.date
@@ -130,7 +136,7 @@ class TermRequest:
 
     term: str
     bucket: int
-    bound: tuple[str, str, dt.date, uuid.UUID] = START_BOUND
+    bound: Bound = START_BOUND
 
 
 class SearchRepository:
@@ -208,17 +214,18 @@ class SearchRepository:
             {
                 "terms": [r.term for r in requests],
                 "buckets": [r.bucket for r in requests],
-                "b_last": [r.bound[0] for r in requests],
-                "b_first": [r.bound[1] for r in requests],
-                "b_dob": [r.bound[2] for r in requests],
-                "b_id": [r.bound[3] for r in requests],
+                "b_part": [r.bound[0] for r in requests],
+                "b_last": [r.bound[1] for r in requests],
+                "b_first": [r.bound[2] for r in requests],
+                "b_dob": [r.bound[3] for r in requests],
+                "b_id": [r.bound[4] for r in requests],
                 "per_term": per_term,
             },
         )
         return [(row["bucket"], _posting(row)) for row in rows]
 
     async def prefix_page(
-        self, prefix: str, bound: tuple[str, str, str, dt.date, uuid.UUID], limit: int
+        self, prefix: str, term_bound: str, bound: Bound, limit: int
     ) -> list[Posting]:
         """Postings of terms that start with `prefix` and are longer than it."""
         rows = await self._db.fetch_all(
@@ -226,7 +233,8 @@ class SearchRepository:
             {
                 "lo": prefix,
                 "hi": prefix + TOP,
-                "b_term": bound[0],
+                "b_term": term_bound,
+                "b_part": bound[0],
                 "b_last": bound[1],
                 "b_first": bound[2],
                 "b_dob": bound[3],
@@ -236,8 +244,12 @@ class SearchRepository:
         )
         return [_posting(row) for row in rows]
 
-    async def count_term_matches(self, terms: list[str], prefix: str | None, cap: int) -> int:
-        """Distinct patients with one of `terms` or a term starting with `prefix`, up to `cap`."""
+    async def count_term_matches(
+        self, terms: list[str], prefix: str | None, cap: int
+    ) -> tuple[int, bool]:
+        """Patients with one of `terms` or a longer term starting with `prefix`: (count, exact).
+
+        Reads at most `cap` postings per side; past that the count is a lower bound."""
         row = await self._db.fetch_one(
             COUNT_TERM_MATCHES,
             {
@@ -247,12 +259,15 @@ class SearchRepository:
                 "cap": cap,
             },
         )
-        return int(row["matches"]) if row else 0
+        if row is None:
+            return 0, True
+        return int(row["patients"]), int(row["postings"]) < cap
 
 
 def _posting(row: Row) -> Posting:
     return Posting(
         term=row["term"],
+        part=row["part"],
         last_key=row["last_key"],
         first_key=row["first_key"],
         date_of_birth=row["date_of_birth"],

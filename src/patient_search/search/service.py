@@ -26,7 +26,13 @@ from patient_search.search.ranking import (
     rank_rows,
     score_of,
 )
-from patient_search.search.repository import START_BOUND, Posting, SearchRepository, TermRequest
+from patient_search.search.repository import (
+    START_BOUND,
+    Bound,
+    Posting,
+    SearchRepository,
+    TermRequest,
+)
 from patient_search.search.schemas import SearchCriteria, SearchPage, Summary
 
 LIVE_STATUSES = ["active", "inactive", "deceased"]
@@ -233,8 +239,8 @@ class SearchService:
         if len(postings) < per_term:
             postings += await self._repo.term_pages(requests[1:], per_term)
             if after is None or after[0] <= Rung.PREFIX:
-                prefix_bound = _prefix_bound(after)
-                prefix_rows = await self._repo.prefix_page(token, prefix_bound, per_term)
+                term_bound, bound = _prefix_bound(after)
+                prefix_rows = await self._repo.prefix_page(token, term_bound, bound, per_term)
                 postings += [(-1, posting) for posting in prefix_rows]
         keyed = sorted(
             ((_posting_key(bucket, posting, buckets), posting) for bucket, posting in postings),
@@ -253,11 +259,13 @@ class SearchService:
             row = rows.get(patient_id)
             if row is None or _canonical_key(row, candidates, buckets) != key[:3]:
                 continue
-            hits.append(Hit(row, Rung(key[0]), score_of(Rung(key[0]), 0.09 / (1 + key[1])), key))
-        total = await self._repo.count_term_matches(
+            # Later buckets and name parts score a little lower; never higher down the list.
+            bonus = 0.09 * (1 - (2 * key[1] + key[3]) / (2 * len(buckets) + 2))
+            hits.append(Hit(row, Rung(key[0]), score_of(Rung(key[0]), bonus), key))
+        total, exact = await self._repo.count_term_matches(
             [term for _, _, term in buckets], token, TOTAL_CAP + 1
         )
-        ranked = _Ranked(hits, min(total, TOTAL_CAP), total <= TOTAL_CAP)
+        ranked = _Ranked(hits, total, exact)
         return self._page(ranked, criteria, None, fingerprint)
 
     def _page(
@@ -292,16 +300,26 @@ def _bucket_open(after: SortKey | None, bucket: tuple[Rung, int]) -> bool:
     return after is None or (int(bucket[0]), bucket[1]) >= (after[0], after[1])
 
 
-def _bound(after: SortKey | None, bucket: tuple[Rung, int]) -> tuple[str, str, dt.date, uuid.UUID]:
+def _after_bound(after: SortKey) -> Bound:
+    return (
+        bool(after[3]),
+        after[4],
+        after[5],
+        dt.date.fromisoformat(after[6]),
+        uuid.UUID(after[7]),
+    )
+
+
+def _bound(after: SortKey | None, bucket: tuple[Rung, int]) -> Bound:
     if after is None or (int(bucket[0]), bucket[1]) != (after[0], after[1]):
         return START_BOUND
-    return (after[3], after[4], dt.date.fromisoformat(after[5]), uuid.UUID(after[6]))
+    return _after_bound(after)
 
 
-def _prefix_bound(after: SortKey | None) -> tuple[str, str, str, dt.date, uuid.UUID]:
+def _prefix_bound(after: SortKey | None) -> tuple[str, Bound]:
     if after is None or after[0] < Rung.PREFIX:
-        return ("", *START_BOUND)
-    return (after[2], after[3], after[4], dt.date.fromisoformat(after[5]), uuid.UUID(after[6]))
+        return "", START_BOUND
+    return after[2], _after_bound(after)
 
 
 def _posting_key(bucket: int, posting: Posting, buckets: list[tuple[Rung, int, str]]) -> SortKey:
@@ -313,6 +331,7 @@ def _posting_key(bucket: int, posting: Posting, buckets: list[tuple[Rung, int, s
         int(rung),
         rank,
         term,
+        int(posting.part),
         posting.last_key,
         posting.first_key,
         posting.date_of_birth.isoformat(),
