@@ -341,6 +341,9 @@ shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track = all
 log_min_duration_statement = 100
 log_lock_waits = on
+# Bind parameters carry PHI (names, phones): never write their values to the server log.
+log_parameter_max_length = 0
+log_parameter_max_length_on_error = 0
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
   is_root && chown "$PG_OS_USER": "$inc"
@@ -411,6 +414,9 @@ pg_up() {
     local port; port="$(pg_running_port)"
     [[ $port == "$PG_PORT" ]] ||
       log "warning: PostgreSQL is running on port $port, not $PG_PORT; run down + up to switch"
+    # Settings may have changed since it started; reloadable ones apply at once.
+    write_pg_conf
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" reload >/dev/null
   else
     start_pg
   fi

@@ -102,7 +102,13 @@ def _cli_settings(settings: Settings) -> Settings:
     # A command-line tool needs one or two connections, not the server's pool, and should
     # say quickly that the database is not there rather than wait the server's 30 s.
     return settings.model_copy(
-        update={"db_pool_min": 1, "db_pool_max": 2, "db_pool_acquire_timeout_s": 5.0}
+        update={
+            "db_pool_min": 1,
+            "db_pool_max": 2,
+            "db_pool_acquire_timeout_s": 5.0,
+            # A bulk batch may legitimately run longer than the server's per-request limit.
+            "db_statement_timeout_ms": 0,
+        }
     )
 
 
@@ -272,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except SettingsError as exc:
         print(f"patient-search: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.errors.QueryCanceled:
+        print("patient-search: a statement was cancelled (statement timeout)", file=sys.stderr)
         return 2
     except (PoolTimeout, psycopg.OperationalError, sqlalchemy.exc.OperationalError):
         host = settings.database_url.hosts()[0]

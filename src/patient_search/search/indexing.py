@@ -35,6 +35,14 @@ def name_index(first: str | None, middle: str | None, last: str) -> NameIndex:
     )
 
 
+# Typo keys grow with length (a 12-letter term has ~80). Longer terms are joined compound
+# names ("sanchobenavides"), which people type as parts: those parts carry their own keys.
+MAX_TYPO_KEYED_LENGTH = 12
+
+
 def vocabulary_keys(term: str) -> set[str]:
     """Equality keys that lead to `term` from a misspelling: phonetic codes and SymSpell deletes."""
-    return phonetic_codes(term) | deletion_keys(term, typo_budget(term))
+    keys = phonetic_codes(term)
+    if len(term) <= MAX_TYPO_KEYED_LENGTH:
+        keys |= deletion_keys(term, typo_budget(term))
+    return keys
