@@ -21,6 +21,7 @@ from patient_search.settings import Settings, SettingsError, get_settings
 if TYPE_CHECKING:
     from patient_search.importing.rows import RawRecord
     from patient_search.importing.service import ImportReport
+    from patient_search.search.explain import ShapeReport
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo-info", help="print a demo token and an example request")
     demo.add_argument("--clinic", required=True, type=_clinic_id)
     demo.add_argument("--port", type=int, default=8000)
+
+    explain = commands.add_parser(
+        "explain", help="EXPLAIN ANALYZE every query shape as the service role; fail on seq scans"
+    )
+    explain.add_argument("--clinic", required=True, type=_clinic_id)
 
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
@@ -220,6 +226,32 @@ def demo_info(settings: Settings, clinic_id: str, port: int) -> int:
     return 0
 
 
+async def _explain(settings: Settings, clinic_id: str) -> list[ShapeReport]:
+    from patient_search.db.pool import build_pool
+    from patient_search.search.explain import explain_all
+
+    async with build_pool(_cli_settings(settings)) as pool:
+        return await explain_all(pool, str(settings.database_url), clinic_id)
+
+
+def explain(settings: Settings, clinic_id: str) -> int:
+    """Print every query shape's plan; exit 1 when one scans a clinic's rows sequentially."""
+    from patient_search.search.explain import format_reports
+
+    try:
+        reports = asyncio.run(_explain(settings, clinic_id))
+    except LookupError as exc:
+        print(f"explain: {exc}", file=sys.stderr)
+        return 2
+    print(format_reports(reports))
+    failing = [r.shape for r in reports if not r.ok]
+    if failing:
+        print(f"explain: sequential scans in {len(failing)} shape(s): {', '.join(failing)}")
+        return 1
+    print(f"explain: {len(reports)} shapes, all index-driven")
+    return 0
+
+
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Run the API under uvicorn (uvloop and httptools when installed)."""
     import uvicorn
@@ -262,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo-info":
             settings.require_runnable()
             return demo_info(settings, args.clinic, args.port)
+        if args.command == "explain":
+            return explain(settings, args.clinic)
         if args.command == "token":
             settings.require_runnable()
             print(

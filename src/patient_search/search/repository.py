@@ -14,8 +14,10 @@ Bound = tuple[bool, str, str, dt.date, uuid.UUID]
 
 # Above every character a folded term can hold, in the "C" collation's byte order.
 TOP = "\U0010ffff"
-# Sorts before any real posting: used as "from the start" in keyset bounds.
+# Sorts before any real posting of a term: "from the start" in keyset bounds.
 START_BOUND: Bound = (False, "", "", dt.date(1, 1, 1), uuid.UUID(int=0))
+# Sorts after every posting of a term: a prefix range starts past the exact term itself.
+END_BOUND: Bound = (True, TOP, TOP, dt.date.max, uuid.UUID(int=(1 << 128) - 1))
 
 _SUMMARY_COLUMNS = """
     p.id, p.mrn, p.first_name, p.middle_name, p.last_name, p.date_of_birth, p.sex, p.status,
@@ -58,10 +60,12 @@ VOCABULARY = Statement(
         WHERE key = ANY(%(keys)s::text[])
     UNION ALL
     SELECT 'prefix', t.prefix, v.term
-    FROM unnest(%(prefixes)s::text[]) AS t(prefix)
+    FROM unnest(%(prefixes)s::text[], %(uppers)s::text[]) AS t(prefix, upper)
     CROSS JOIN LATERAL (
+        -- Both bounds are plain values: an expression such as prefix || x is not leakproof
+        -- and would turn the upper bound into a filter under row-level security.
         SELECT term FROM search_vocabulary
-        WHERE term >= t.prefix AND term < t.prefix || %(top)s
+        WHERE term >= t.prefix AND term < t.upper
         ORDER BY term LIMIT %(per_prefix)s
     ) v
     """,
@@ -97,9 +101,11 @@ PREFIX_PAGE = Statement(
     """
     SELECT t.term, t.part, t.last_key, t.first_key, t.date_of_birth, t.patient_id
     FROM patient_name_terms t
-    WHERE t.term > %(lo)s AND t.term < %(hi)s
-      AND (t.term, t.part, t.last_key, t.first_key, t.date_of_birth, t.patient_id)
+    -- The row comparison alone positions the scan: combined with a scalar bound on term
+    -- the B-tree would start at the clinic's first posting and filter its way forward.
+    WHERE (t.term, t.part, t.last_key, t.first_key, t.date_of_birth, t.patient_id)
           > (%(b_term)s, %(b_part)s, %(b_last)s, %(b_first)s, %(b_dob)s, %(b_id)s)
+      AND t.term < %(hi)s
     ORDER BY t.term, t.part, t.last_key, t.first_key, t.date_of_birth, t.patient_id
     LIMIT %(limit)s
     """,
@@ -186,7 +192,12 @@ class SearchRepository:
             return []
         rows = await self._db.fetch_all(
             VOCABULARY,
-            {"keys": keys, "prefixes": prefixes, "top": TOP, "per_prefix": per_prefix},
+            {
+                "keys": keys,
+                "prefixes": prefixes,
+                "uppers": [prefix + TOP for prefix in prefixes],
+                "per_prefix": per_prefix,
+            },
         )
         return [(row["kind"], row["probe"], row["term"]) for row in rows]
 
@@ -227,11 +238,10 @@ class SearchRepository:
     async def prefix_page(
         self, prefix: str, term_bound: str, bound: Bound, limit: int
     ) -> list[Posting]:
-        """Postings of terms that start with `prefix` and are longer than it."""
+        """Postings of terms that start with `prefix` and are longer, after the bound."""
         rows = await self._db.fetch_all(
             PREFIX_PAGE,
             {
-                "lo": prefix,
                 "hi": prefix + TOP,
                 "b_term": term_bound,
                 "b_part": bound[0],

@@ -27,6 +27,7 @@ from patient_search.search.ranking import (
     score_of,
 )
 from patient_search.search.repository import (
+    END_BOUND,
     START_BOUND,
     Bound,
     Posting,
@@ -239,7 +240,7 @@ class SearchService:
         if len(postings) < per_term:
             postings += await self._repo.term_pages(requests[1:], per_term)
             if after is None or after[0] <= Rung.PREFIX:
-                term_bound, bound = _prefix_bound(after)
+                term_bound, bound = _prefix_bound(token, after)
                 prefix_rows = await self._repo.prefix_page(token, term_bound, bound, per_term)
                 postings += [(-1, posting) for posting in prefix_rows]
         keyed = sorted(
@@ -316,9 +317,9 @@ def _bound(after: SortKey | None, bucket: tuple[Rung, int]) -> Bound:
     return _after_bound(after)
 
 
-def _prefix_bound(after: SortKey | None) -> tuple[str, Bound]:
+def _prefix_bound(token: str, after: SortKey | None) -> tuple[str, Bound]:
     if after is None or after[0] < Rung.PREFIX:
-        return "", START_BOUND
+        return token, END_BOUND
     return after[2], _after_bound(after)
 
 
