@@ -44,10 +44,10 @@ def upgrade() -> None:
             last_key text COLLATE "C" NOT NULL,
             first_key text COLLATE "C" NOT NULL,
             date_of_birth date NOT NULL,
-            patient_id uuid NOT NULL,
-            FOREIGN KEY (clinic_id, patient_id) REFERENCES patients (clinic_id, id)
-                ON DELETE CASCADE
+            patient_id uuid NOT NULL
         );
+        -- Postings and vocabulary keys are derived data, rewritten by the service on every
+        -- write: no foreign keys, whose per-row checks would dominate a bulk import.
         -- The sort key lives in the index so a page of one term is an index-only range scan.
         -- A missing date of birth sorts last ('infinity').
         CREATE UNIQUE INDEX patient_name_terms_ordered ON patient_name_terms
@@ -64,9 +64,7 @@ def upgrade() -> None:
             clinic_id text NOT NULL,
             key text COLLATE "C" NOT NULL,
             term text COLLATE "C" NOT NULL,
-            PRIMARY KEY (clinic_id, key, term),
-            FOREIGN KEY (clinic_id, term) REFERENCES search_vocabulary (clinic_id, term)
-                ON DELETE CASCADE
+            PRIMARY KEY (clinic_id, key, term)
         );
 
         -- btree_gin puts the clinic into the GIN key, so one clinic's search never reads

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator
+import itertools
+import multiprocessing
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
@@ -15,6 +19,10 @@ from patient_search.importing.repository import ImportRepository
 from patient_search.importing.rows import ImportRow, RawRecord, Rejection, validate_record
 
 BATCH_SIZE = 20_000
+# Batches validated ahead of the one being loaded.
+VALIDATE_AHEAD = 2
+
+Validated = list[ImportRow | Rejection]
 
 
 @dataclass(slots=True)
@@ -31,36 +39,47 @@ class ImportReport:
         return len(self.rejections)
 
 
-def _batches(
-    rows: Iterable[ImportRow | Rejection], size: int, report: ImportReport
-) -> Iterator[list[ImportRow]]:
-    batch: list[ImportRow] = []
-    for item in rows:
-        if isinstance(item, Rejection):
-            report.rejections.append(item)
-            continue
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def validate_batch(records: list[RawRecord], region: str) -> Validated:
+    """Validate and normalise a batch of records (in a worker process for big files)."""
+    return [validate_record(record, region) for record in records]
 
 
-def _first_occurrences(
-    records: Iterable[RawRecord], region: str
-) -> Iterator[ImportRow | Rejection]:
-    # An MRN twice in one file is ambiguous: the second one is rejected, not silently merged.
-    first_line: dict[str, int] = {}
-    for record in records:
-        result = validate_record(record, region)
-        if isinstance(result, ImportRow):
-            seen = first_line.setdefault(result.mrn, result.line)
-            if seen != result.line:
-                result = Rejection(
-                    result.line, f"duplicate MRN in this file (first at line {seen})"
-                )
-        yield result
+def _chunks(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    iterator = iter(records)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+async def _validated_batches(
+    records: Iterable[RawRecord], region: str, size: int
+) -> AsyncIterator[Validated]:
+    """Validated batches in file order.
+
+    Validation is Python-bound and the merge PostgreSQL-bound: a worker process validates
+    the next batches while this one loads, so both cores work. A file of one batch never
+    pays for starting the process.
+    """
+    chunks = _chunks(records, size)
+    first = next(chunks, None)
+    if first is None:
+        return
+    following = next(chunks, None)
+    if following is None:
+        yield validate_batch(first, region)
+        return
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
+        pending = deque(
+            loop.run_in_executor(executor, validate_batch, chunk, region)
+            for chunk in itertools.chain([following], itertools.islice(chunks, VALIDATE_AHEAD - 1))
+        )
+        yield validate_batch(first, region)
+        while pending:
+            validated = await pending.popleft()
+            if (chunk := next(chunks, None)) is not None:
+                pending.append(loop.run_in_executor(executor, validate_batch, chunk, region))
+            yield validated
 
 
 async def import_records(
@@ -74,27 +93,44 @@ async def import_records(
 ) -> ImportReport:
     """Load `records` into the clinic; each batch commits on its own."""
     report = ImportReport()
-    batches = _batches(_first_occurrences(records, region), batch_size, report)
-    # Validation is Python-bound and the merge is PostgreSQL-bound: validating the next batch
-    # in a thread while the current one loads keeps both cores busy.
-    upcoming = asyncio.create_task(asyncio.to_thread(next, batches, None))
-    while (batch := await upcoming) is not None:
-        upcoming = asyncio.create_task(asyncio.to_thread(next, batches, None))
-        async with clinic_transaction(pool, clinic_id, "write") as conn:
-            merged = await ImportRepository(StatementRunner(conn, NullObserver())).load_batch(
-                clinic_id, batch
-            )
-        for row in batch:
-            inserted = merged.get(row.mrn)
-            if inserted is None:
+    # An MRN twice in one file is ambiguous: the second one is rejected, not silently merged.
+    first_line: dict[str, int] = {}
+    async for validated in _validated_batches(records, region, batch_size):
+        batch: list[ImportRow] = []
+        for item in validated:
+            if isinstance(item, Rejection):
+                report.rejections.append(item)
+                continue
+            seen = first_line.setdefault(item.mrn, item.line)
+            if seen != item.line:
                 report.rejections.append(
-                    Rejection(row.line, "the MRN belongs to an archived patient")
+                    Rejection(item.line, f"duplicate MRN in this file (first at line {seen})")
                 )
-            elif inserted:
-                report.inserted += 1
-            else:
-                report.updated += 1
+                continue
+            batch.append(item)
+        if batch:
+            await _load(pool, clinic_id, batch, report)
         if progress is not None:
-            progress(len(batch))
+            progress(len(validated))
     report.rejections.sort(key=lambda r: r.line)
     return report
+
+
+async def _load(
+    pool: AsyncConnectionPool[AppConnection],
+    clinic_id: str,
+    batch: list[ImportRow],
+    report: ImportReport,
+) -> None:
+    async with clinic_transaction(pool, clinic_id, "write") as conn:
+        merged = await ImportRepository(StatementRunner(conn, NullObserver())).load_batch(
+            clinic_id, batch
+        )
+    for row in batch:
+        inserted = merged.get(row.mrn)
+        if inserted is None:
+            report.rejections.append(Rejection(row.line, "the MRN belongs to an archived patient"))
+        elif inserted:
+            report.inserted += 1
+        else:
+            report.updated += 1
