@@ -120,10 +120,15 @@ def name_match(
     exact = [c.token for c, r in zip(tokens, rungs, strict=True) if r == Rung.EXACT]
     first = (row.get("first_key") or "").split()
     last = (row.get("last_key") or "").split()
-    full_name_in_order = (
-        query in (first + last, last + first) if not comma_last else (query == last + first)
-    )
-    bonus = 0.05 * full_name_in_order
+    # The whole name as typed beats the same words in another order: "Anthony Thomas" is
+    # Anthony Thomas before Thomas Anthony (with a comma, "Thomas, Anthony" means the same).
+    typed_order = last + first if comma_last else first + last
+    if query == typed_order:
+        bonus = 0.05
+    elif sorted(query) == sorted(first + last):
+        bonus = 0.04
+    else:
+        bonus = 0.0
     bonus += 0.03 * len(exact) / len(query)
     bonus += 0.01 * sum(map(len, exact)) / max(1, sum(map(len, query)))
     bonus += 0.009 * name_similarity(row, tokens)
