@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_PATIENTS ?= 10000
 DEMO_CLINICS ?= 3
 
-.PHONY: help setup services services-down migrate demo test lint format clean
+.PHONY: help setup services services-down migrate demo test lint format clean relevance explain
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -35,6 +35,9 @@ demo: migrate  ## seed 10,000 patients on first run and serve the API on :8000 (
 
 test: setup services  ## the whole suite on real PostgreSQL and Redis, with the coverage floor
 	@$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+relevance: migrate  ## top-1 / top-10 / MRR per query kind, next to the seed's SQL and naive ILIKE
+	@$(BIN)/python bench/relevance.py
 
 lint: setup  ## ruff and mypy --strict
 	@$(BIN)/ruff check src tests $(wildcard bench)

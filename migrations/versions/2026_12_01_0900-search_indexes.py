@@ -101,7 +101,9 @@ def upgrade() -> None:
 
         CREATE FUNCTION search_name_candidates(
             terms text[], group_ends integer[], statuses text[], max_rows integer
-        ) RETURNS SETOF uuid
+        ) RETURNS TABLE (
+            id uuid, name_terms text[], first_key text, last_key text, date_of_birth date
+        )
         LANGUAGE plpgsql STABLE SECURITY DEFINER
         SET search_path = pg_catalog, public
         AS $fn$
@@ -123,7 +125,8 @@ def upgrade() -> None:
                 group_start := group_ends[g] + 1;
             END LOOP;
             RETURN QUERY EXECUTE
-                'SELECT p.id FROM patients p WHERE p.clinic_id = $2 AND p.deleted_at IS NULL'
+                'SELECT p.id, p.name_terms, p.first_key::text, p.last_key::text, p.date_of_birth'
+                || ' FROM patients p WHERE p.clinic_id = $2 AND p.deleted_at IS NULL'
                 || ' AND p.status = ANY($3)' || conditions || ' LIMIT $4'
                 USING terms, clinic, statuses, max_rows;
         END
@@ -134,6 +137,28 @@ def upgrade() -> None:
             FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION search_name_candidates(text[], integer[], text[], integer)
             TO patient_search_app;
+
+        -- Names too garbled for the typo budget: the vocabulary's closest terms by trigram
+        -- similarity. pg_trgm's operators are not leakproof, hence a definer function too.
+        CREATE EXTENSION IF NOT EXISTS pg_trgm;
+        CREATE INDEX search_vocabulary_trigram ON search_vocabulary
+            USING gin (clinic_id, term gin_trgm_ops);
+        GRANT SELECT ON search_vocabulary TO patient_search_definer;
+        CREATE FUNCTION search_similar_terms(token text, max_terms integer)
+        RETURNS TABLE (term text, similarity real)
+        LANGUAGE sql STABLE SECURITY DEFINER
+        SET search_path = pg_catalog, public
+        AS $fn$
+            SELECT v.term::text, similarity(v.term, token)
+            FROM search_vocabulary v
+            WHERE v.clinic_id = NULLIF(current_setting('app.clinic_id', true), '')
+              AND v.term % token
+            ORDER BY similarity(v.term, token) DESC, v.term
+            LIMIT least(max_terms, 50)
+        $fn$;
+        ALTER FUNCTION search_similar_terms(text, integer) OWNER TO patient_search_definer;
+        REVOKE ALL ON FUNCTION search_similar_terms(text, integer) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION search_similar_terms(text, integer) TO patient_search_app;
         """
     )
 
@@ -141,8 +166,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
+        DROP FUNCTION search_similar_terms(text, integer);
         DROP FUNCTION search_name_candidates(text[], integer[], text[], integer);
         REVOKE SELECT ON patients FROM patient_search_definer;
+        REVOKE SELECT ON search_vocabulary FROM patient_search_definer;
         DO $$ BEGIN
             DROP ROLE patient_search_definer;
         EXCEPTION WHEN dependent_objects_still_exist THEN NULL;

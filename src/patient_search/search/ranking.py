@@ -10,7 +10,7 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from patient_search.search.names import nickname_variants, phonetic_codes, within_typo_budget
+from patient_search.search.names import nickname_variants
 
 
 class Rung(IntEnum):
@@ -55,6 +55,7 @@ class TokenCandidates:
     phonetic: set[str] = field(default_factory=set)
     typo: set[str] = field(default_factory=set)
     prefix: set[str] = field(default_factory=set)
+    similar: set[str] = field(default_factory=set)  # beyond the typo budget, by trigrams
 
     @classmethod
     def for_token(cls, token: str) -> TokenCandidates:
@@ -66,19 +67,24 @@ class TokenCandidates:
         return {self.token} | self.prefix | self.nicknames | self.phonetic | self.typo
 
     def rung_of(self, terms: frozenset[str] | set[str]) -> Rung | None:
-        """The best rung at which a patient with `terms` matches this token, or None."""
+        """The best rung at which a patient with `terms` matches this token, or None.
+
+        Set lookups only: the phonetic and typo sets were already confirmed against the
+        clinic's vocabulary, which holds every patient term.
+        """
         token = self.token
         if token in terms:
             return Rung.EXACT
         if any(term.startswith(token) for term in terms):
             return Rung.PREFIX
-        if self.nicknames & terms:
-            return Rung.NICKNAME
-        codes = phonetic_codes(token)
-        if codes and any(codes & phonetic_codes(term) for term in terms):
-            return Rung.PHONETIC
-        if any(within_typo_budget(token, term) for term in terms):
-            return Rung.TYPO
+        for rung, candidates in (
+            (Rung.NICKNAME, self.nicknames),
+            (Rung.PHONETIC, self.phonetic),
+            (Rung.TYPO, self.typo),
+            (Rung.FUZZY, self.similar),
+        ):
+            if not candidates.isdisjoint(terms):
+                return rung
         return None
 
 
@@ -129,6 +135,12 @@ def name_match(
         bonus = 0.04
     else:
         bonus = 0.0
+    # A word found in the first or last name beats the same word found in a middle name.
+    named = frozenset(first) | frozenset(last) | {"".join(first), "".join(last)}
+    in_names = sum(
+        1 for c, r in zip(tokens, rungs, strict=True) if r is not None and c.rung_of(named) == r
+    )
+    bonus += 0.006 * in_names / len(query)
     bonus += 0.03 * len(exact) / len(query)
     bonus += 0.01 * sum(map(len, exact)) / max(1, sum(map(len, query)))
     bonus += 0.009 * name_similarity(row, tokens)

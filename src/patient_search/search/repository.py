@@ -70,12 +70,19 @@ VOCABULARY = Statement(
     ) v
     """,
 )
+# Ranking needs only the name keys: the definer function returns those, and what is shown
+# is read afterwards, for one page, through row-level security again (SUMMARIES).
 NAME_CANDIDATES = Statement(
     "search.name_candidates",
-    "SELECT" + _SUMMARY_COLUMNS + "FROM patients p"
-    " WHERE p.id = ANY(ARRAY(SELECT search_name_candidates("
-    "    %(terms)s::text[], %(ends)s::int[], %(statuses)s::text[], %(cap)s)))"
-    " AND p.deleted_at IS NULL",
+    "SELECT id, name_terms, first_key, last_key, date_of_birth FROM search_name_candidates("
+    "%(terms)s::text[], %(ends)s::int[], %(statuses)s::text[], %(cap)s)",
+)
+SIMILAR_TERMS = Statement(
+    "search.similar_terms",
+    """
+    SELECT t.token, s.term FROM unnest(%(tokens)s::text[]) AS t(token)
+    CROSS JOIN LATERAL search_similar_terms(t.token, %(per_token)s) AS s
+    """,
 )
 # One ordered, index-only range per candidate term, resumed after its keyset bound.
 TERM_PAGES = Statement(
@@ -204,7 +211,7 @@ class SearchRepository:
     async def name_candidates(
         self, groups: list[list[str]], statuses: list[str], cap: int
     ) -> list[Row]:
-        """Patients with a term from every group (at most `cap`)."""
+        """Name keys of patients with a term from every group (at most `cap`)."""
         terms: list[str] = []
         ends: list[int] = []
         for group in groups:
@@ -213,6 +220,11 @@ class SearchRepository:
         return await self._db.fetch_all(
             NAME_CANDIDATES, {"terms": terms, "ends": ends, "statuses": statuses, "cap": cap}
         )
+
+    async def similar_terms(self, tokens: list[str], per_token: int) -> list[tuple[str, str]]:
+        """(token, term) for the vocabulary terms most similar to each token by trigrams."""
+        rows = await self._db.fetch_all(SIMILAR_TERMS, {"tokens": tokens, "per_token": per_token})
+        return [(row["token"], row["term"]) for row in rows]
 
     async def term_pages(
         self, requests: list[TermRequest], per_term: int

@@ -39,9 +39,11 @@ from patient_search.search.schemas import SearchCriteria, SearchPage, Summary
 LIVE_STATUSES = ["active", "inactive", "deceased"]
 # The most candidates one name query ranks in Python; beyond it totals are estimates.
 CANDIDATE_CAP = 1000
-PARTIAL_CAP = 200
+PARTIAL_CAP = 50
+SIMILAR_TERMS_PER_TOKEN = 10
 TOTAL_CAP = 1000
-PREFIX_TERMS_PER_TOKEN = 64
+PREFIX_TERMS_PER_TOKEN = 256
+MIN_PHONETIC_LENGTH = 3
 IDENTIFIER_RUNGS = {"mrn": Rung.MRN, "phone": Rung.PHONE, "email": Rung.EMAIL}
 # A patient found only through an identifier filter stays listed under a name query only if
 # its name is at least this similar (token_sort_ratio) — else "smith 03/14/1975" lists every
@@ -113,7 +115,7 @@ class SearchService:
             return await self._single_token(tokens[0], criteria, statuses, after, fingerprint)
         else:
             ranked = await self._names(tokens, parsed.comma_last, statuses, need, mrn_hits)
-        return self._page(ranked, criteria, after, fingerprint)
+        return await self._page(ranked, criteria, after, fingerprint, statuses)
 
     async def _expand(self, tokens: list[TokenCandidates]) -> None:
         """Fill in each token's prefix, phonetic and typo terms from the clinic's vocabulary."""
@@ -141,7 +143,9 @@ class SearchService:
                 if term == token:
                     continue
                 if probe.isupper():
-                    candidates.phonetic.add(term)
+                    # Codes of very short names (initials, "Jay" ~ "Y") match far too much.
+                    if min(len(token), len(term)) >= MIN_PHONETIC_LENGTH:
+                        candidates.phonetic.add(term)
                 elif OSA.distance(token, term) <= typo_budget(token):
                     candidates.typo.add(term)
 
@@ -183,22 +187,39 @@ class SearchService:
         need: int,
         mrn_hits: set[uuid.UUID],
     ) -> _Ranked:
+        """Several name tokens: GIN intersections, tier by tier, until a page is full.
+
+        Exact terms first; then every rung's terms; then terms merely similar to a garbled
+        token; then patients matching all tokens but one — each tier only when the ones
+        before it found fewer patients than the page needs.
+        """
         rows: dict[uuid.UUID, dict[str, Any]] = {}
         exact = True
-        tiers = [[[c.token] for c in tokens], [sorted(c.all_terms()) for c in tokens]]
-        for groups in tiers:
-            found = await self._repo.name_candidates(groups, statuses, CANDIDATE_CAP)
-            exact = exact and len(found) < CANDIDATE_CAP
-            rows.update((row["id"], row) for row in found)
-            if len(rows) >= need or not exact:
-                break
+
+        async def gather(groups: list[list[str]], cap: int) -> None:
+            nonlocal exact
+            found = await self._repo.name_candidates(groups, statuses, cap)
+            exact = exact and len(found) < cap
+            for row in found:
+                rows.setdefault(row["id"], row)
+
+        await gather([[c.token] for c in tokens], CANDIDATE_CAP)
+        expanded = [sorted(c.all_terms()) for c in tokens]
+        if len(rows) < need and exact and expanded != [[c.token] for c in tokens]:
+            await gather(expanded, CANDIDATE_CAP)
+        if len(rows) < need and exact:
+            for token, term in await self._repo.similar_terms(
+                [c.token for c in tokens], SIMILAR_TERMS_PER_TOKEN
+            ):
+                for candidates in tokens:
+                    if candidates.token == token and term not in candidates.all_terms():
+                        candidates.similar.add(term)
+            if any(c.similar for c in tokens):
+                expanded = [sorted(c.all_terms() | c.similar) for c in tokens]
+                await gather(expanded, CANDIDATE_CAP)
         if len(rows) < need and len(tokens) > 1:
-            # Too few patients match every token: the closest partial matches follow.
-            expanded = tiers[1]
             for missing in range(len(tokens)):
-                groups = expanded[:missing] + expanded[missing + 1 :]
-                found = await self._repo.name_candidates(groups, statuses, PARTIAL_CAP)
-                rows.update((row["id"], row) for row in found if row["id"] not in rows)
+                await gather(expanded[:missing] + expanded[missing + 1 :], PARTIAL_CAP)
         if mrn_hits:
             for row in await self._repo.summaries(sorted(mrn_hits - rows.keys()), statuses):
                 rows[row["id"]] = row
@@ -267,16 +288,28 @@ class SearchService:
             [term for _, _, term in buckets], token, TOTAL_CAP + 1
         )
         ranked = _Ranked(hits, total, exact)
-        return self._page(ranked, criteria, None, fingerprint)
+        return await self._page(ranked, criteria, None, fingerprint, statuses)
 
-    def _page(
-        self, ranked: _Ranked, criteria: SearchCriteria, after: SortKey | None, fingerprint: str
+    async def _page(
+        self,
+        ranked: _Ranked,
+        criteria: SearchCriteria,
+        after: SortKey | None,
+        fingerprint: str,
+        statuses: list[str],
     ) -> SearchPage:
         hits = ranked.hits
         if after is not None:
             hits = [hit for hit in hits if hit.sort_key > after]
         window = hits[criteria.offset : criteria.offset + criteria.limit]
         more = len(hits) > criteria.offset + criteria.limit
+        # Candidates ranked on name keys alone are shown only after a read through RLS.
+        partial = [hit.row["id"] for hit in window if "mrn" not in hit.row]
+        if partial:
+            shown = {row["id"]: row for row in await self._repo.summaries(partial, statuses)}
+            for hit in window:
+                hit.row = shown.get(hit.row["id"], hit.row)
+            window = [hit for hit in window if "mrn" in hit.row]
         next_cursor = (
             self._cursors.encode(self._clinic_id, fingerprint, window[-1].sort_key)
             if more and window
