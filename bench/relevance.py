@@ -563,14 +563,14 @@ def _admin(url: str, statement: sql.SQL | sql.Composed, params: Sequence[Any] = 
         return cursor.fetchall() if cursor.description else []
 
 
-def _database_comment(server_url: str) -> str | None:
+def _database_comment(server_url: str, database: str = DATABASE) -> str | None:
     rows = _admin(
         server_url,
         sql.SQL(
             "SELECT coalesce(shobj_description(oid, 'pg_database'), '')"
             " FROM pg_database WHERE datname = %s"
         ),
-        (DATABASE,),
+        (database,),
     )
     return rows[0][0] if rows else None
 
@@ -584,25 +584,25 @@ def _clinic_count(url: str) -> int:
     return int(rows[0][0])
 
 
-def prepare_database(patients: int, seed: int) -> Settings:
+def prepare_database(patients: int, seed: int, database: str = DATABASE) -> Settings:
     """Settings pointing at the benchmark database, created, migrated and seeded."""
 
     base = Settings()
     server_url = str(base.database_url)  # its own database exists: connect there for DDL
-    url = _database_url(server_url, DATABASE)
+    url = _database_url(server_url, database)
     settings = Settings(database_url=PostgresDsn(url), slow_query_ms=60_000)
     tag = _dataset_tag(patients, seed)
-    name = sql.Identifier(DATABASE)
+    name = sql.Identifier(database)
 
-    comment = _database_comment(server_url)
+    comment = _database_comment(server_url, database)
     if comment is not None and comment != tag:
         # Another data set (or an interrupted seed): this database is the benchmark's alone,
         # so rebuild it rather than mix two data sets in one clinic.
-        log(f"setup: {DATABASE} holds {comment or 'an unfinished seed'!r}; recreating it")
+        log(f"setup: {database} holds {comment or 'an unfinished seed'!r}; recreating it")
         _admin(server_url, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(name))
         comment = None
     if comment is None:
-        log(f"setup: creating database {DATABASE}")
+        log(f"setup: creating database {database}")
         _admin(server_url, sql.SQL("CREATE DATABASE {}").format(name))
     with contextlib.redirect_stdout(sys.stderr):
         cli.migrate(settings)

@@ -24,10 +24,13 @@ def conninfo(settings: Settings) -> str:
 
 
 async def _configure(conn: AppConnection) -> None:
-    """Runs once per new physical connection: drop privileges to the RLS-bound role."""
+    """Runs once per new physical connection: drop privileges to the RLS-bound role.
+
+    Connections stay in autocommit mode: `clinic_transaction` sends its own BEGIN together
+    with the clinic setting, saving the driver's separate BEGIN round trip.
+    """
     await conn.set_autocommit(True)
     await conn.execute(f"SET ROLE {APP_ROLE}")
-    await conn.set_autocommit(False)
 
 
 def build_pool(settings: Settings) -> AsyncConnectionPool[AppConnection]:

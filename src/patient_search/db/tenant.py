@@ -6,11 +6,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
+import psycopg
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from patient_search.db.pool import AppConnection
 
 Access = Literal["read", "write"]
+
+_BEGIN = {
+    "read": sql.SQL("BEGIN READ ONLY; SELECT set_config('app.clinic_id', {}, true)"),
+    "write": sql.SQL("BEGIN; SELECT set_config('app.clinic_id', {}, true)"),
+}
 
 
 @asynccontextmanager
@@ -19,14 +26,21 @@ async def clinic_transaction(
 ) -> AsyncIterator[AppConnection]:
     """One transaction in which RLS sees `clinic_id`; read transactions are READ ONLY.
 
-    The setting is transaction-local (`set_config(..., true)`), so a pooled connection
-    never carries one request's clinic into the next. Commits when the block succeeds.
+    BEGIN and the clinic setting travel in one round trip (pooled connections are in
+    autocommit mode, so the driver adds no BEGIN of its own). The setting is
+    transaction-local, so a pooled connection never carries one request's clinic into the
+    next. Commits when the block succeeds, rolls back when it raises.
     """
-    async with pool.connection() as conn, conn.transaction():
-        read_only = "on" if access == "read" else "off"
-        await conn.execute(
-            "SELECT set_config('app.clinic_id', %s, true),"
-            " set_config('transaction_read_only', %s, true)",
-            (clinic_id, read_only),
-        )
-        yield conn
+    async with pool.connection() as conn:
+        # A literal, not a parameter: the simple-query protocol that allows two statements in
+        # one message takes none. Clinic ids are validated ([A-Za-z0-9_-]) and quoted anyway.
+        await conn.execute(_BEGIN[access].format(sql.Literal(clinic_id)))
+        try:
+            yield conn
+        except BaseException:
+            try:
+                await conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass  # the connection is broken; the pool discards it
+            raise
+        await conn.execute("COMMIT")
