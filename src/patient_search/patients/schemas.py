@@ -136,8 +136,8 @@ REQUIRED_ON_PATCH = frozenset(
 )
 
 
-class Patient(BaseModel):
-    """A patient as the API returns it."""
+class PatientIdentity(BaseModel):
+    """What identifies a patient at the desk: shown in full profiles and in search hits."""
 
     id: uuid.UUID
     mrn: str
@@ -149,6 +149,11 @@ class Patient(BaseModel):
     status: Status
     phones: list[str]
     email: str | None
+
+
+class Patient(PatientIdentity):
+    """A patient as the API returns it."""
+
     emergency_contacts: list[EmergencyContact]
     insurance: list[Insurance]
     version: int

@@ -98,8 +98,6 @@ def summarize(shape: str, plan: dict[str, Any]) -> ShapeReport:
 def _shapes(sample: dict[str, Any]) -> list[tuple[str, Statement, dict[str, Any]]]:
     first, last = sample["first_key"].split()[0], sample["last_key"].split()[0]
     keys = sorted(phonetic_codes(last) | deletion_keys(last, typo_budget(last)))
-    start = search_sql.START_BOUND
-    end = search_sql.END_BOUND
     statuses = ["active", "inactive", "deceased"]
     return [
         ("patient.get", GET_PROFILE, {"id": sample["id"]}),
@@ -150,44 +148,19 @@ def _shapes(sample: dict[str, Any]) -> list[tuple[str, Statement, dict[str, Any]
         (
             "search.term_pages",
             search_sql.TERM_PAGES,
-            {
-                "terms": [last, first],
-                "buckets": [0, 1],
-                "b_part": [start[0]] * 2,
-                "b_last": [start[1]] * 2,
-                "b_first": [start[2]] * 2,
-                "b_dob": [start[3]] * 2,
-                "b_id": [start[4]] * 2,
-                "per_term": 41,
-            },
+            search_sql.term_pages_params(
+                [search_sql.TermRequest(last, 0), search_sql.TermRequest(first, 1)], 41
+            ),
         ),
         (
             "search.prefix_page (1 letter)",
             search_sql.PREFIX_PAGE,
-            {
-                "hi": last[:1] + search_sql.TOP,
-                "b_term": last[:1],
-                "b_part": end[0],
-                "b_last": end[1],
-                "b_first": end[2],
-                "b_dob": end[3],
-                "b_id": end[4],
-                "limit": 41,
-            },
+            search_sql.prefix_page_params(last[:1], last[:1], search_sql.END_BOUND, 41),
         ),
         (
             "search.prefix_page (3 letters)",
             search_sql.PREFIX_PAGE,
-            {
-                "hi": last[:3] + search_sql.TOP,
-                "b_term": last[:3],
-                "b_part": end[0],
-                "b_last": end[1],
-                "b_first": end[2],
-                "b_dob": end[3],
-                "b_id": end[4],
-                "limit": 41,
-            },
+            search_sql.prefix_page_params(last[:3], last[:3], search_sql.END_BOUND, 41),
         ),
         (
             "search.count_term_matches",

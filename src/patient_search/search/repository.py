@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from patient_search.db.statements import Row, Statement, StatementRunner
 
@@ -232,19 +233,7 @@ class SearchRepository:
         """Up to `per_term` postings of each requested term, after its bound, in key order."""
         if not requests:
             return []
-        rows = await self._db.fetch_all(
-            TERM_PAGES,
-            {
-                "terms": [r.term for r in requests],
-                "buckets": [r.bucket for r in requests],
-                "b_part": [r.bound[0] for r in requests],
-                "b_last": [r.bound[1] for r in requests],
-                "b_first": [r.bound[2] for r in requests],
-                "b_dob": [r.bound[3] for r in requests],
-                "b_id": [r.bound[4] for r in requests],
-                "per_term": per_term,
-            },
-        )
+        rows = await self._db.fetch_all(TERM_PAGES, term_pages_params(requests, per_term))
         return [(row["bucket"], _posting(row)) for row in rows]
 
     async def prefix_page(
@@ -252,17 +241,7 @@ class SearchRepository:
     ) -> list[Posting]:
         """Postings of terms that start with `prefix` and are longer, after the bound."""
         rows = await self._db.fetch_all(
-            PREFIX_PAGE,
-            {
-                "hi": prefix + TOP,
-                "b_term": term_bound,
-                "b_part": bound[0],
-                "b_last": bound[1],
-                "b_first": bound[2],
-                "b_dob": bound[3],
-                "b_id": bound[4],
-                "limit": limit,
-            },
+            PREFIX_PAGE, prefix_page_params(prefix, term_bound, bound, limit)
         )
         return [_posting(row) for row in rows]
 
@@ -284,6 +263,34 @@ class SearchRepository:
         if row is None:
             return 0, True
         return int(row["patients"]), int(row["postings"]) < cap
+
+
+def term_pages_params(requests: list[TermRequest], per_term: int) -> dict[str, Any]:
+    """Parameters of TERM_PAGES (shared with `patient-search explain`)."""
+    return {
+        "terms": [r.term for r in requests],
+        "buckets": [r.bucket for r in requests],
+        "b_part": [r.bound[0] for r in requests],
+        "b_last": [r.bound[1] for r in requests],
+        "b_first": [r.bound[2] for r in requests],
+        "b_dob": [r.bound[3] for r in requests],
+        "b_id": [r.bound[4] for r in requests],
+        "per_term": per_term,
+    }
+
+
+def prefix_page_params(prefix: str, term_bound: str, bound: Bound, limit: int) -> dict[str, Any]:
+    """Parameters of PREFIX_PAGE (shared with `patient-search explain`)."""
+    return {
+        "hi": prefix + TOP,
+        "b_term": term_bound,
+        "b_part": bound[0],
+        "b_last": bound[1],
+        "b_first": bound[2],
+        "b_dob": bound[3],
+        "b_id": bound[4],
+        "limit": limit,
+    }
 
 
 def _posting(row: Row) -> Posting:

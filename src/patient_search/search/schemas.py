@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -16,7 +15,7 @@ from pydantic import (
 )
 
 from patient_search.contacts import phone_digits
-from patient_search.patients.schemas import Sex, Status, _single_line
+from patient_search.patients.schemas import PatientIdentity, Status, _single_line
 
 Match = Literal["mrn", "phone", "email", "exact", "prefix", "nickname", "phonetic", "fuzzy"]
 MIN_PHONE_SUFFIX = 4
@@ -65,19 +64,9 @@ class SearchCriteria(BaseModel):
         return self
 
 
-class Summary(BaseModel):
+class Summary(PatientIdentity):
     """A search hit: enough to pick the right patient, and how it matched."""
 
-    id: uuid.UUID
-    mrn: str
-    first_name: str | None
-    middle_name: str | None
-    last_name: str
-    date_of_birth: dt.date | None
-    sex: Sex | None
-    status: Status
-    phones: list[str]
-    email: str | None
     match: Match
     score: float
 

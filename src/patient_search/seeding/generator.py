@@ -22,6 +22,8 @@ from importlib import import_module
 from random import Random
 from typing import Any, Final, Generic, TypeVar
 
+from patient_search.importing.rows import FIELDS
+
 __all__ = [
     "IMPORT_FIELDS",
     "REFERENCE_DATE",
@@ -30,17 +32,7 @@ __all__ = [
 ]
 
 # Column order of the import file; ``as_import_row`` returns exactly these keys.
-IMPORT_FIELDS: Final = (
-    "mrn",
-    "last_name",
-    "first_name",
-    "middle_name",
-    "date_of_birth",
-    "sex",
-    "status",
-    "phone",
-    "email",
-)
+IMPORT_FIELDS: Final = FIELDS
 
 # Ages are computed against a fixed date rather than date.today() so that the same seed
 # yields the same rows on any day; it is in the past, so no DOB is ever in the future.
