@@ -166,3 +166,47 @@ def test_unusable_files_exit_2(
 def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["import", str(tmp_path / "nope.csv"), "--clinic", "c"]) == 2
     assert "nope.csv" in capsys.readouterr().err
+
+
+def test_text_survives_copy_escaping(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], superuser_conn: psycopg.Connection[Any]
+) -> None:
+    clinic = new_clinic_id()
+    path = tmp_path / "tricky.jsonl"
+    path.write_text(
+        '{"mrn": "T\\\\1", "last_name": "O\\"Brien\\\\", "first_name": "{a,b}", '
+        '"middle_name": "NULL", "phone": "(415) 555-0134"}\n',
+        encoding="utf-8",
+    )
+    code, out = _run(path, clinic, capsys)
+    assert code == 0, out
+    row = superuser_conn.execute(
+        "SELECT mrn, last_name, first_name, middle_name, name_terms FROM patients"
+        " WHERE clinic_id = %s",
+        (clinic,),
+    ).fetchone()
+    assert row is not None
+    assert row[:4] == ("T\\1", 'O"Brien\\', "{a,b}", "NULL")
+    assert "obrien" in row[4]
+
+
+async def test_many_batches_through_the_worker_process(
+    settings: Settings, superuser_conn: psycopg.Connection[Any]
+) -> None:
+    from patient_search.db.pool import build_pool
+    from patient_search.importing.rows import RawRecord
+    from patient_search.importing.service import import_records
+
+    clinic = new_clinic_id()
+    fields = {"mrn": "", "last_name": "Batch", "first_name": "Row"}
+    records = [RawRecord(n, {**fields, "mrn": f"B{n % 9}"}) for n in range(2, 14)]
+    records.append(RawRecord(14, None, "not valid CSV"))
+    async with build_pool(settings.model_copy(update={"db_pool_min": 1})) as pool:
+        report = await import_records(pool, clinic, records, "US", batch_size=4)
+    assert report.inserted == 9
+    assert [r.line for r in report.rejections] == [11, 12, 13, 14]
+    assert report.rejections[0].reason == "duplicate MRN in this file (first at line 2)"
+    count = superuser_conn.execute(
+        "SELECT count(*) FROM patients WHERE clinic_id = %s", (clinic,)
+    ).fetchone()
+    assert count == (9,)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from patient_search.db.statements import Statement, StatementRunner
 from patient_search.ids import uuid7
+from patient_search.importing import copy_text
 from patient_search.importing.rows import ImportRow
 from patient_search.search.index_repository import SearchIndexRepository
 from patient_search.search.indexing import NO_BIRTH_DATE
@@ -127,14 +127,14 @@ class ImportRepository:
         row = await self._db.fetch_one(ANY_PATIENT)
         return None if row is None else str(row["id"])
 
-    async def load_batch(self, clinic_id: str, rows: Sequence[ImportRow]) -> dict[str, bool]:
-        """Merge the rows; for each merged MRN whether it was inserted (True) or updated."""
+    async def load_batch(self, clinic_id: str, copy_lines: Sequence[str]) -> dict[str, bool]:
+        """Merge rows given as COPY text lines (`copy_line`); for each merged MRN whether it
+        was inserted (True) or updated."""
         await self._db.execute(CREATE_STAGING)
         await self._db.execute(ENSURE_CLINIC, {"clinic_id": clinic_id})
         async with self._db.conn.cursor() as cursor:
             async with cursor.copy(f"COPY import_staging ({_COPY_COLUMNS}) FROM STDIN") as copy:
-                for row in rows:
-                    await copy.write_row(_copy_values(row))
+                await copy.write("".join(copy_lines).encode())
         merged = await self._db.fetch_all(MERGE_PATIENTS)
         if any(not row["inserted"] for row in merged):
             await self._db.execute(DELETE_UPDATED_PHONES)
@@ -146,22 +146,25 @@ class ImportRepository:
         return {str(row["mrn"]): bool(row["inserted"]) for row in merged}
 
 
-def _copy_values(row: ImportRow) -> tuple[Any, ...]:
-    return (
-        row.line,
-        uuid7(),
-        row.mrn,
-        row.first_name,
-        row.middle_name,
-        row.last_name,
-        row.date_of_birth,
-        row.sex,
-        row.status,
-        row.email,
-        row.email_normalized,
-        row.phones_raw,
-        row.phones_e164,
-        row.names.first_key,
-        row.names.last_key,
-        row.names.terms,
+def copy_line(row: ImportRow) -> str:
+    """The staging-table row for a validated import row, in COPY text format."""
+    return copy_text.line(
+        (
+            row.line,
+            uuid7(),
+            row.mrn,
+            row.first_name,
+            row.middle_name,
+            row.last_name,
+            row.date_of_birth,
+            row.sex,
+            row.status,
+            row.email,
+            row.email_normalized,
+            row.phones_raw,
+            row.phones_e164,
+            row.names.first_key,
+            row.names.last_key,
+            row.names.terms,
+        )
     )

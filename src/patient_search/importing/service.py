@@ -9,20 +9,24 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from patient_search.db.pool import AppConnection
 from patient_search.db.statements import NullObserver, StatementRunner
 from patient_search.db.tenant import clinic_transaction
-from patient_search.importing.repository import ImportRepository
+from patient_search.importing.repository import ImportRepository, copy_line
 from patient_search.importing.rows import ImportRow, RawRecord, Rejection, validate_record
 
 BATCH_SIZE = 20_000
 # Batches validated ahead of the one being loaded.
 VALIDATE_AHEAD = 2
 
-Validated = list[ImportRow | Rejection]
+# One record's outcome, as plain strings that cross a process boundary cheaply:
+# (line, mrn, COPY text line) when valid, (line, None, reason) when rejected.
+Outcome = tuple[int, str | None, str]
+Validated = list[Outcome]
 
 
 @dataclass(slots=True)
@@ -41,7 +45,23 @@ class ImportReport:
 
 def validate_batch(records: list[RawRecord], region: str) -> Validated:
     """Validate and normalise a batch of records (in a worker process for big files)."""
-    return [validate_record(record, region) for record in records]
+    outcomes: Validated = []
+    for record in records:
+        result = validate_record(record, region)
+        if isinstance(result, ImportRow):
+            outcomes.append((result.line, result.mrn, copy_line(result)))
+        else:
+            outcomes.append((result.line, None, result.reason))
+    return outcomes
+
+
+def _validate_plain(records: list[tuple[int, Any, str | None]], region: str) -> Validated:
+    # Runs in the worker: records arrive as tuples, which pickle far faster than dataclasses.
+    return validate_batch([RawRecord(*record) for record in records], region)
+
+
+def _plain(records: list[RawRecord]) -> list[tuple[int, Any, str | None]]:
+    return [(r.line, r.fields, r.problem) for r in records]
 
 
 def _chunks(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
@@ -71,14 +91,16 @@ async def _validated_batches(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
         pending = deque(
-            loop.run_in_executor(executor, validate_batch, chunk, region)
+            loop.run_in_executor(executor, _validate_plain, _plain(chunk), region)
             for chunk in itertools.chain([following], itertools.islice(chunks, VALIDATE_AHEAD - 1))
         )
         yield validate_batch(first, region)
         while pending:
             validated = await pending.popleft()
             if (chunk := next(chunks, None)) is not None:
-                pending.append(loop.run_in_executor(executor, validate_batch, chunk, region))
+                pending.append(
+                    loop.run_in_executor(executor, _validate_plain, _plain(chunk), region)
+                )
             yield validated
 
 
@@ -96,20 +118,22 @@ async def import_records(
     # An MRN twice in one file is ambiguous: the second one is rejected, not silently merged.
     first_line: dict[str, int] = {}
     async for validated in _validated_batches(records, region, batch_size):
-        batch: list[ImportRow] = []
-        for item in validated:
-            if isinstance(item, Rejection):
-                report.rejections.append(item)
+        batch: list[tuple[int, str]] = []
+        copy_lines: list[str] = []
+        for line, mrn, text in validated:
+            if mrn is None:
+                report.rejections.append(Rejection(line, text))
                 continue
-            seen = first_line.setdefault(item.mrn, item.line)
-            if seen != item.line:
+            seen = first_line.setdefault(mrn, line)
+            if seen != line:
                 report.rejections.append(
-                    Rejection(item.line, f"duplicate MRN in this file (first at line {seen})")
+                    Rejection(line, f"duplicate MRN in this file (first at line {seen})")
                 )
                 continue
-            batch.append(item)
+            batch.append((line, mrn))
+            copy_lines.append(text)
         if batch:
-            await _load(pool, clinic_id, batch, report)
+            await _load(pool, clinic_id, batch, copy_lines, report)
         if progress is not None:
             progress(len(validated))
     report.rejections.sort(key=lambda r: r.line)
@@ -119,17 +143,18 @@ async def import_records(
 async def _load(
     pool: AsyncConnectionPool[AppConnection],
     clinic_id: str,
-    batch: list[ImportRow],
+    batch: list[tuple[int, str]],
+    copy_lines: list[str],
     report: ImportReport,
 ) -> None:
     async with clinic_transaction(pool, clinic_id, "write") as conn:
         merged = await ImportRepository(StatementRunner(conn, NullObserver())).load_batch(
-            clinic_id, batch
+            clinic_id, copy_lines
         )
-    for row in batch:
-        inserted = merged.get(row.mrn)
+    for line, mrn in batch:
+        inserted = merged.get(mrn)
         if inserted is None:
-            report.rejections.append(Rejection(row.line, "the MRN belongs to an archived patient"))
+            report.rejections.append(Rejection(line, "the MRN belongs to an archived patient"))
         elif inserted:
             report.inserted += 1
         else:
