@@ -57,8 +57,13 @@ def upgrade() -> None:
         CREATE TABLE search_vocabulary (
             clinic_id text NOT NULL,
             term text COLLATE "C" NOT NULL,
+            -- a compound joined into one word ("garcialopez"): never a prefix candidate, since
+            -- whoever has it also has its parts
+            joined boolean NOT NULL DEFAULT false,
             PRIMARY KEY (clinic_id, term)
         );
+        CREATE INDEX search_vocabulary_words ON search_vocabulary (clinic_id, term)
+            WHERE NOT joined;
         -- key is a phonetic code (upper case) or a deletion key (lower case): never the same.
         CREATE TABLE search_vocabulary_keys (
             clinic_id text NOT NULL,
@@ -106,6 +111,11 @@ def upgrade() -> None:
         )
         LANGUAGE plpgsql STABLE SECURITY DEFINER
         SET search_path = pg_catalog, public
+        -- Only the GIN bitmap suits this query. With a LIMIT and a row estimate in the
+        -- thousands the planner otherwise walks the clinic through another index hoping to
+        -- stop early: measured at 1M patients, 9.5 s for a rare combination, 25 ms with these.
+        SET enable_seqscan = off
+        SET enable_indexscan = off
         AS $fn$
         DECLARE
             clinic text := {CURRENT_CLINIC};

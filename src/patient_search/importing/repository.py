@@ -23,7 +23,7 @@ CREATE_STAGING = Statement(
         email text, email_normalized text,
         phones_raw text[] NOT NULL, phones_e164 text[] NOT NULL,
         first_key text COLLATE "C" NOT NULL, last_key text COLLATE "C" NOT NULL,
-        name_terms text[] NOT NULL
+        name_terms text[] NOT NULL, joined_terms text[] NOT NULL
     ) ON COMMIT DELETE ROWS
     """,
 )
@@ -97,7 +97,10 @@ INSERT_POSTINGS = Statement(
 )
 BATCH_TERMS = Statement(
     "import.batch_terms",
-    "SELECT DISTINCT unnest(name_terms) AS term FROM import_staging",
+    """
+    SELECT DISTINCT term, term = ANY(joined_terms) AS joined
+    FROM import_staging CROSS JOIN LATERAL unnest(name_terms) AS term
+    """,
 )
 HAS_PATIENTS = Statement(
     "import.has_patients", "SELECT EXISTS (SELECT 1 FROM patients) AS has_patients"
@@ -107,7 +110,8 @@ ANY_PATIENT = Statement(
 )
 _COPY_COLUMNS = (
     "line, id, mrn, first_name, middle_name, last_name, date_of_birth, sex, status, "
-    "email, email_normalized, phones_raw, phones_e164, first_key, last_key, name_terms"
+    "email, email_normalized, phones_raw, phones_e164, first_key, last_key, name_terms, "
+    "joined_terms"
 )
 
 
@@ -141,8 +145,10 @@ class ImportRepository:
             await self._db.execute(DELETE_UPDATED_POSTINGS)
         await self._db.execute(INSERT_PHONES)
         await self._db.execute(INSERT_POSTINGS, {"no_birth_date": NO_BIRTH_DATE})
-        terms = [row["term"] for row in await self._db.fetch_all(BATCH_TERMS)]
-        await SearchIndexRepository(self._db).add_vocabulary(terms)
+        terms = await self._db.fetch_all(BATCH_TERMS)
+        await SearchIndexRepository(self._db).add_vocabulary(
+            [row["term"] for row in terms], [row["term"] for row in terms if row["joined"]]
+        )
         return {str(row["mrn"]): bool(row["inserted"]) for row in merged}
 
 
@@ -166,5 +172,6 @@ def copy_line(row: ImportRow) -> str:
             row.names.first_key,
             row.names.last_key,
             row.names.terms,
+            row.names.joined,
         )
     )

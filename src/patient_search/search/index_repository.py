@@ -35,8 +35,9 @@ INSERT_POSTINGS = Statement(
 ADD_VOCABULARY = Statement(
     "search_index.add_vocabulary",
     """
-    INSERT INTO search_vocabulary (clinic_id, term)
-    SELECT current_setting('app.clinic_id'), term FROM unnest(%(terms)s::text[]) AS term
+    INSERT INTO search_vocabulary (clinic_id, term, joined)
+    SELECT current_setting('app.clinic_id'), term, term = ANY(%(joined)s::text[])
+    FROM unnest(%(terms)s::text[]) AS term
     ON CONFLICT DO NOTHING
     RETURNING term
     """,
@@ -82,17 +83,16 @@ class SearchIndexRepository:
                 "dob": date_of_birth or NO_BIRTH_DATE,
             },
         )
-        await self.add_vocabulary(names.terms)
+        await self.add_vocabulary(names.terms, names.joined)
 
     async def remove_patient(self, patient_id: uuid.UUID) -> None:
         """Take the patient out of search (archive, or before re-indexing)."""
         await self._db.execute(DELETE_POSTINGS, {"id": patient_id})
 
-    async def add_vocabulary(self, terms: list[str]) -> None:
+    async def add_vocabulary(self, terms: list[str], joined: list[str]) -> None:
         """Add terms to the clinic's vocabulary, with the fuzzy keys of those that are new."""
-        new_terms = [
-            row["term"] for row in await self._db.fetch_all(ADD_VOCABULARY, {"terms": terms})
-        ]
+        params = {"terms": terms, "joined": joined}
+        new_terms = [row["term"] for row in await self._db.fetch_all(ADD_VOCABULARY, params)]
         keys: list[str] = []
         owners: list[str] = []
         for term in new_terms:

@@ -24,14 +24,18 @@ class NameIndex:
     first_key: str
     last_key: str
     terms: list[str]
+    joined: list[str]  # the terms that are compounds joined into one word
 
 
 def name_index(first: str | None, middle: str | None, last: str) -> NameIndex:
     """Sort keys and sorted exact terms for a patient's names."""
+    terms = index_terms(first, middle, last)
+    words = {token for name in (first, middle, last) for token in name_tokens(name or "")}
     return NameIndex(
         first_key=" ".join(name_tokens(first or "")),
         last_key=" ".join(name_tokens(last)),
-        terms=sorted(index_terms(first, middle, last)),
+        terms=sorted(terms),
+        joined=sorted(terms - words),
     )
 
 

@@ -66,7 +66,7 @@ VOCABULARY = Statement(
         -- Both bounds are plain values: an expression such as prefix || x is not leakproof
         -- and would turn the upper bound into a filter under row-level security.
         SELECT term FROM search_vocabulary
-        WHERE term >= t.prefix AND term < t.upper
+        WHERE term >= t.prefix AND term < t.upper AND NOT joined
         ORDER BY term LIMIT %(per_prefix)s
     ) v
     """,
