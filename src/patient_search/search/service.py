@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 
 from patient_search.contacts import normalize_email, normalize_phone, phone_digits
@@ -42,8 +43,9 @@ CANDIDATE_CAP = 1000
 PARTIAL_CAP = 50
 SIMILAR_TERMS_PER_TOKEN = 10
 TOTAL_CAP = 1000
-PREFIX_TERMS_PER_TOKEN = 256
+PREFIX_TERMS_PER_TOKEN = 64
 MIN_PHONETIC_LENGTH = 3
+MIN_PHONETIC_SPELLING = 60  # rapidfuzz ratio: Kathryn ~ Catherine 63, Garcia ~ Cruz 40
 IDENTIFIER_RUNGS = {"mrn": Rung.MRN, "phone": Rung.PHONE, "email": Rung.EMAIL}
 # A patient found only through an identifier filter stays listed under a name query only if
 # its name is at least this similar (token_sort_ratio) — else "smith 03/14/1975" lists every
@@ -143,8 +145,13 @@ class SearchService:
                 if term == token:
                     continue
                 if probe.isupper():
-                    # Codes of very short names (initials, "Jay" ~ "Y") match far too much.
-                    if min(len(token), len(term)) >= MIN_PHONETIC_LENGTH:
+                    # A shared Double Metaphone code alone is too loose: codes of very short
+                    # names (initials, "Jay" ~ "Y") and of common ones ("Garcia" ~ "Cruz",
+                    # "Chris") match far too much. Keep sound-alikes that also look alike.
+                    if (
+                        min(len(token), len(term)) >= MIN_PHONETIC_LENGTH
+                        and fuzz.ratio(token, term) >= MIN_PHONETIC_SPELLING
+                    ):
                         candidates.phonetic.add(term)
                 elif OSA.distance(token, term) <= typo_budget(token):
                     candidates.typo.add(term)
