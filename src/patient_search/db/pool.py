@@ -45,7 +45,10 @@ def build_pool(settings: Settings) -> AsyncConnectionPool[AppConnection]:
         kwargs={
             "row_factory": dict_row,
             "application_name": "patient-search",
-            "options": f"-c statement_timeout={statement_timeout}",
+            # Parallel workers cost more to start (~10 ms) than any of our indexed queries
+            # takes; even a branch that never runs would launch them.
+            "options": f"-c statement_timeout={statement_timeout}"
+            " -c max_parallel_workers_per_gather=0",
         },
         configure=_configure,
         open=False,

@@ -44,12 +44,16 @@ IDENTIFIERS = Statement(
     UNION ALL
     SELECT 'phone', patient_id FROM patient_phones WHERE e164 = ANY(%(phones)s::text[])
     UNION ALL
-    SELECT 'phone_suffix', patient_id FROM patient_phones
-        WHERE %(suffix_lo)s::text IS NOT NULL
-          AND e164_reversed >= %(suffix_lo)s AND e164_reversed < %(suffix_hi)s
-    UNION ALL
     SELECT 'dob', id FROM patients
         WHERE date_of_birth = ANY(%(dates)s::date[]) AND deleted_at IS NULL
+    LIMIT 5001
+    """,
+)
+PHONE_SUFFIX = Statement(
+    "search.phone_suffix",
+    """
+    SELECT patient_id AS id FROM patient_phones
+    WHERE e164_reversed >= %(lo)s AND e164_reversed < %(hi)s
     LIMIT 5001
     """,
 )
@@ -175,21 +179,17 @@ class SearchRepository:
         dates: list[dt.date],
     ) -> dict[str, set[uuid.UUID]]:
         """Patients holding any of the identifiers, by kind."""
-        reversed_suffix = phone_suffix[::-1] if phone_suffix else None
         rows = await self._db.fetch_all(
-            IDENTIFIERS,
-            {
-                "mrns": mrns,
-                "emails": emails,
-                "phones": phones,
-                "suffix_lo": reversed_suffix,
-                "suffix_hi": reversed_suffix + TOP if reversed_suffix else None,
-                "dates": dates,
-            },
+            IDENTIFIERS, {"mrns": mrns, "emails": emails, "phones": phones, "dates": dates}
         )
         found: dict[str, set[uuid.UUID]] = {}
         for row in rows:
             found.setdefault(row["kind"], set()).add(row["id"])
+        if phone_suffix:
+            # Phones are stored reversed too, so "ends with" is a prefix range.
+            lo = phone_suffix[::-1]
+            suffix_rows = await self._db.fetch_all(PHONE_SUFFIX, {"lo": lo, "hi": lo + TOP})
+            found["phone_suffix"] = {row["id"] for row in suffix_rows}
         return found
 
     async def vocabulary(
