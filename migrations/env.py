@@ -22,5 +22,7 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    raise SystemExit("offline (SQL-script) migrations are not supported; run `patient-search migrate`")
+    raise SystemExit(
+        "offline (SQL-script) migrations are not supported; run `patient-search migrate`"
+    )
 run_migrations_online()

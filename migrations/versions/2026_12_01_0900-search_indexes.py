@@ -72,11 +72,16 @@ def upgrade() -> None:
             PRIMARY KEY (clinic_id, key, term)
         );
 
-        -- btree_gin puts the clinic into the GIN key, so one clinic's search never reads
-        -- another clinic's postings. fastupdate off: no pending list to make latency spiky.
-        CREATE EXTENSION IF NOT EXISTS btree_gin;
-        CREATE INDEX patients_name_terms_gin ON patients USING gin (clinic_id, name_terms)
-            WITH (fastupdate = off);
+        -- Each GIN key is "clinic<US>term", so a clinic's search reads only that clinic's
+        -- posting lists. (A two-column GIN with btree_gin intersects every query with the
+        -- clinic's own posting list — one entry per patient: measured at 1M patients in one
+        -- clinic, 6-8.5 ms against 0.85 ms for "mary" AND "johnson".) fastupdate off: no
+        -- pending list to make latency spiky.
+        CREATE FUNCTION clinic_terms(clinic text, terms text[]) RETURNS text[]
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+            AS $$ SELECT array_agg(clinic || chr(31) || t) FROM unnest(terms) AS t $$;
+        CREATE INDEX patients_name_terms_gin ON patients
+            USING gin (clinic_terms(clinic_id, name_terms)) WITH (fastupdate = off);
         CREATE INDEX patients_email ON patients (clinic_id, email_normalized)
             WHERE email_normalized IS NOT NULL;
         CREATE INDEX patients_date_of_birth ON patients (clinic_id, date_of_birth);
@@ -130,8 +135,9 @@ def upgrade() -> None:
                 IF group_ends[g] < group_start OR group_ends[g] > cardinality(terms) THEN
                     RETURN;
                 END IF;
-                conditions := conditions
-                    || format(' AND p.name_terms && $1[%s:%s]', group_start, group_ends[g]);
+                conditions := conditions || format(
+                    ' AND clinic_terms(p.clinic_id, p.name_terms) && clinic_terms($2, $1[%s:%s])',
+                    group_start, group_ends[g]);
                 group_start := group_ends[g] + 1;
             END LOOP;
             RETURN QUERY EXECUTE
@@ -151,6 +157,7 @@ def upgrade() -> None:
         -- Names too garbled for the typo budget: the vocabulary's closest terms by trigram
         -- similarity. pg_trgm's operators are not leakproof, hence a definer function too.
         CREATE EXTENSION IF NOT EXISTS pg_trgm;
+        CREATE EXTENSION IF NOT EXISTS btree_gin;
         CREATE INDEX search_vocabulary_trigram ON search_vocabulary
             USING gin (clinic_id, term gin_trgm_ops);
         GRANT SELECT ON search_vocabulary TO patient_search_definer;
@@ -186,6 +193,7 @@ def downgrade() -> None:
         END $$;
         DROP TABLE search_vocabulary_keys, search_vocabulary, patient_name_terms;
         DROP INDEX patients_name_terms_gin, patients_email, patients_date_of_birth;
+        DROP FUNCTION clinic_terms(text, text[]);
         ALTER TABLE patient_phones DROP COLUMN e164_reversed;
         ALTER TABLE patients DROP COLUMN first_key, DROP COLUMN last_key, DROP COLUMN name_terms;
         """

@@ -207,7 +207,9 @@ async def _explain_definer_query(
             "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT p.id FROM patients p"
             " WHERE p.clinic_id = %(clinic)s AND p.deleted_at IS NULL"
             " AND p.status = ANY(%(statuses)s)"
-            " AND p.name_terms && %(a)s AND p.name_terms && %(b)s LIMIT 1000",
+            " AND clinic_terms(p.clinic_id, p.name_terms) && clinic_terms(%(clinic)s, %(a)s)"
+            " AND clinic_terms(p.clinic_id, p.name_terms) && clinic_terms(%(clinic)s, %(b)s)"
+            " LIMIT 1000",
             {
                 "clinic": clinic_id,
                 "statuses": ["active", "inactive", "deceased"],
