@@ -40,7 +40,8 @@ from patient_search.search.schemas import SearchCriteria, SearchPage, Summary
 LIVE_STATUSES = ["active", "inactive", "deceased"]
 # The most candidates one name query ranks in Python; beyond it totals are estimates.
 CANDIDATE_CAP = 1000
-PARTIAL_CAP = 50
+PARTIAL_TERMS_PER_TOKEN = 8
+PARTIAL_PER_TERM = 10
 SIMILAR_TERMS_PER_TOKEN = 10
 TOTAL_CAP = 1000
 PREFIX_TERMS_PER_TOKEN = 64
@@ -225,14 +226,43 @@ class SearchService:
                 expanded = [sorted(c.all_terms() | c.similar) for c in tokens]
                 await gather(expanded, CANDIDATE_CAP)
         if len(rows) < need and len(tokens) > 1:
-            for missing in range(len(tokens)):
-                await gather(expanded[:missing] + expanded[missing + 1 :], PARTIAL_CAP)
+            await self._partial_matches(tokens, rows, statuses, need)
         if mrn_hits:
             for row in await self._repo.summaries(sorted(mrn_hits - rows.keys()), statuses):
                 rows[row["id"]] = row
         rungs = dict.fromkeys(mrn_hits, Rung.MRN)
         hits = rank_rows(list(rows.values()), tokens, comma_last, rungs)
         return _Ranked(hits, len(hits), exact)
+
+    async def _partial_matches(
+        self,
+        tokens: list[TokenCandidates],
+        rows: dict[uuid.UUID, dict[str, Any]],
+        statuses: list[str],
+        need: int,
+    ) -> None:
+        """Patients matching some of the tokens, to follow the full matches.
+
+        Read from the ordered postings (a few index-only entries per candidate term) rather
+        than a GIN intersection, whose bitmap would cover every patient with a common first
+        name before its LIMIT applied.
+        """
+        requests = [
+            TermRequest(term, index)
+            for index, candidates in enumerate(tokens)
+            for term in [candidates.token, *sorted(candidates.all_terms() - {candidates.token})][
+                :PARTIAL_TERMS_PER_TOKEN
+            ]
+        ]
+        postings = await self._repo.term_pages(requests, PARTIAL_PER_TERM)
+        per_token: dict[int, list[uuid.UUID]] = {}
+        for bucket, posting in postings:
+            found = per_token.setdefault(bucket, [])
+            if posting.patient_id not in rows and len(found) < need:
+                found.append(posting.patient_id)
+        ids = sorted({patient_id for found in per_token.values() for patient_id in found})
+        for row in await self._repo.summaries(ids, statuses):
+            rows.setdefault(row["id"], row)
 
     async def _single_token(
         self,
