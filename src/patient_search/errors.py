@@ -61,16 +61,3 @@ class VersionMismatch(ProblemError):
 class InvalidRequest(ProblemError):
     status = 400
     title = "Invalid request"
-
-
-class PayloadTooLarge(ProblemError):
-    status = 413
-    title = "Payload too large"
-
-
-class ServiceUnavailable(ProblemError):
-    status = 503
-    title = "Service unavailable"
-
-    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
-        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})

@@ -6,7 +6,13 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from patient_search.contacts import is_valid_email, normalize_email, normalize_phone, phone_digits
+from patient_search.contacts import (
+    MIN_PHONE_DIGITS,
+    is_valid_email,
+    normalize_email,
+    normalize_phone,
+    phone_digits,
+)
 from patient_search.search.names import name_tokens
 
 _EMAIL = re.compile(r"[^\s@,;]+@[^\s@,;]+")
@@ -14,7 +20,6 @@ _ISO_DATE = re.compile(r"(?<![\d/-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\d/-])")
 _US_DATE = re.compile(r"(?<![\d/-])(\d{1,2})/(\d{1,2})/(\d{4})(?![\d/-])")
 # Seven or more digits with phone punctuation between them, optionally +country code.
 _PHONE = re.compile(r"(?<![\w+-])\+?\(?\d(?:[\d\s().-]*\d)?")
-MIN_PHONE_DIGITS = 7
 MAX_TOKENS = 8
 
 
@@ -29,11 +34,6 @@ class ParsedQuery:
     dates: list[dt.date] = field(default_factory=list)
     mrns: list[str] = field(default_factory=list)
     invalid_dates: int = 0
-
-    @property
-    def has_identifiers(self) -> bool:
-        """Whether any email, phone or date was typed (MRNs are only candidates)."""
-        return bool(self.emails or self.phones or self.dates)
 
 
 def _date(year: int, month: int, day: int) -> dt.date | None:

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from patient_search.contacts import phone_digits
+from patient_search.contacts import MAX_PHONE_DIGITS, phone_digits
 from patient_search.patients.schemas import PatientIdentity, Status, _single_line
 
 Match = Literal["mrn", "phone", "email", "exact", "prefix", "nickname", "phonetic", "fuzzy"]
@@ -23,7 +23,7 @@ MIN_PHONE_SUFFIX = 4
 
 def _phone_filter(value: str) -> str:
     digits = phone_digits(value)
-    if len(digits) < MIN_PHONE_SUFFIX or len(digits) > 15 or any(c.isalpha() for c in value):
+    if not MIN_PHONE_SUFFIX <= len(digits) <= MAX_PHONE_DIGITS or any(c.isalpha() for c in value):
         raise ValueError("must be a phone number, or at least its last 4 digits")
     return value
 

@@ -22,7 +22,6 @@ from patient_search.search.ranking import (
     Rung,
     SortKey,
     TokenCandidates,
-    name_match,
     name_similarity,
     rank_rows,
     score_of,
@@ -180,11 +179,14 @@ class SearchService:
                     rungs[patient_id] = rung
         for patient_id in mrn_hits & ids:
             rungs[patient_id] = Rung.MRN
-        if tokens:
-            rows = [
-                row for row in rows if row["id"] in rungs or _resembles(row, tokens, comma_last)
-            ]
         hits = rank_rows(rows, tokens, comma_last, rungs)
+        if tokens:
+            # Identifier matches rank above FUZZY, so they are always kept.
+            hits = [
+                hit
+                for hit in hits
+                if hit.rung < Rung.FUZZY or name_similarity(hit.row, tokens) >= MIN_NAME_SIMILARITY
+            ]
         return _Ranked(hits, len(hits), len(ids) <= 5000)
 
     async def _names(
@@ -358,13 +360,6 @@ class SearchService:
             total_exact=ranked.exact,
             next_cursor=next_cursor,
         )
-
-
-def _resembles(row: dict[str, Any], tokens: list[TokenCandidates], comma_last: list[str]) -> bool:
-    """Whether a patient's name matches the typed name at least partly."""
-    if name_match(row, tokens, comma_last)[0] < Rung.FUZZY:
-        return True
-    return name_similarity(row, tokens) >= MIN_NAME_SIMILARITY
 
 
 def _bucket_open(after: SortKey | None, bucket: tuple[Rung, int]) -> bool:
