@@ -21,7 +21,8 @@ from patient_search.cli import migrate
 from patient_search.settings import Settings
 from tests.factories import TEST_SECRET, bearer, new_clinic_id, patient_body
 
-TEST_DATABASE = "patient_search_test"
+# PS_TEST_DATABASE lets two suites run side by side on one server without dropping each other.
+TEST_DATABASE = os.environ.get("PS_TEST_DATABASE", "patient_search_test")
 
 
 def _server_url() -> str:
