@@ -1,0 +1,1 @@
+"""The front-desk search page: static HTML/CSS/JS served by the service, plus dev sign-in."""
