@@ -1,0 +1,95 @@
+"""SQL for the append-only access audit (`access_audit`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from psycopg import sql
+
+from patient_search.db.statements import Row, Statement, StatementRunner
+
+Action = Literal["view", "summary", "create", "update", "archive"]
+
+RECORD = Statement(
+    "audit.record",
+    """
+    INSERT INTO access_audit (clinic_id, patient_id, actor, action, request_id)
+    VALUES (current_setting('app.clinic_id'), %(patient_id)s, %(actor)s, %(action)s,
+            %(request_id)s)
+    """,
+)
+# Operators' listing, as the owner: every clinic the patient id has entries in. The clinic
+# list drives one index range per clinic (the index leads with clinic_id).
+LIST_FOR_PATIENT = Statement(
+    "audit.list_for_patient",
+    """
+    SELECT a.at, a.clinic_id, a.actor, a.action, a.request_id
+    FROM clinics c
+    JOIN access_audit a ON a.clinic_id = c.id AND a.patient_id = %(patient_id)s
+    WHERE %(clinic_id)s::text IS NULL OR c.id = %(clinic_id)s
+    ORDER BY a.at, a.id
+    LIMIT %(limit)s
+    """,
+)
+# Views are appended by `db.tenant.clinic_write_once`, the whole transaction in one round
+# trip, so the values travel as literals (psycopg quotes them). Reported under this name.
+RECORD_MANY_NAME = "audit.record_many"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One audited access to one patient's record."""
+
+    clinic_id: str
+    patient_id: uuid.UUID
+    actor: str
+    action: Action
+    request_id: str | None
+
+
+def record_many(entries: Sequence[Access]) -> sql.Composed:
+    """The INSERT of `entries` (all of one clinic, the transaction's)."""
+    rows = sql.SQL(", ").join(
+        sql.SQL("(current_setting('app.clinic_id'), {}, {}, {}, {})").format(
+            sql.Literal(e.patient_id),
+            sql.Literal(e.actor),
+            sql.Literal(e.action),
+            sql.Literal(e.request_id),
+        )
+        for e in entries
+    )
+    return sql.SQL(
+        "INSERT INTO access_audit (clinic_id, patient_id, actor, action, request_id) VALUES {}"
+    ).format(rows)
+
+
+class AuditRepository:
+    """Appends to and reads the audit trail within the current transaction."""
+
+    def __init__(self, runner: StatementRunner) -> None:
+        self._db = runner
+
+    async def record(
+        self, patient_id: uuid.UUID, actor: str, action: Action, request_id: str | None
+    ) -> None:
+        """Append one entry for the transaction's clinic."""
+        await self._db.execute(
+            RECORD,
+            {
+                "patient_id": patient_id,
+                "actor": actor,
+                "action": action,
+                "request_id": request_id,
+            },
+        )
+
+    async def list_for_patient(
+        self, patient_id: uuid.UUID, clinic_id: str | None, limit: int
+    ) -> list[Row]:
+        """Entries about one patient, oldest first: time, clinic, actor, action, request id."""
+        return await self._db.fetch_all(
+            LIST_FOR_PATIENT, {"patient_id": patient_id, "clinic_id": clinic_id, "limit": limit}
+        )
