@@ -590,7 +590,8 @@ def prepare_database(patients: int, seed: int, database: str = DATABASE) -> Sett
     base = Settings()
     server_url = str(base.database_url)  # its own database exists: connect there for DDL
     url = _database_url(server_url, database)
-    settings = Settings(database_url=PostgresDsn(url), slow_query_ms=60_000)
+    # Uncached: every query must reach the search itself, to be measured and judged.
+    settings = Settings(database_url=PostgresDsn(url), slow_query_ms=60_000, cache_enabled=False)
     tag = _dataset_tag(patients, seed)
     name = sql.Identifier(database)
 

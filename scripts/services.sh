@@ -337,6 +337,11 @@ work_mem = 16MB
 maintenance_work_mem = 512MB
 random_page_cost = 1.1
 jit = off
+# A bulk load writes gigabytes of WAL: checkpoints every 1 GB (the default) would add
+# full-page images all along it (docs/decisions/0009-bulk-initial-load.md).
+max_wal_size = 8GB
+checkpoint_timeout = 15min
+wal_compression = lz4
 shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track = all
 log_min_duration_statement = 100

@@ -64,6 +64,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "redis_url": "",
         "db_pool_min": 1,
         "db_pool_max": 10,
+        # One test user sends hundreds of searches (fuzzing); tests/test_rate_limit.py opts in.
+        "search_rate_per_minute": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -8,34 +8,59 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from patient_search.audit.trail import AccessTrail
+from patient_search.cache.build import build_patient_cache, describe_backend
 from patient_search.db.pool import build_pool
-from patient_search.limits import BodySizeLimit
+from patient_search.limits import BodySizeLimit, Utf8Url
 from patient_search.observability.logs import configure_logging
-from patient_search.observability.slow_queries import SlowQueryLog
+from patient_search.observability.metrics import observe_pool_acquire, record_cache
+from patient_search.observability.middleware import RequestObservability
+from patient_search.observability.runtime import Observability
 from patient_search.patients.router import router as patients_router
 from patient_search.problems import install_problem_handlers
+from patient_search.rate_limit import build_search_limiter
 from patient_search.search.router import router as search_router
 from patient_search.settings import Settings, get_settings
 from patient_search.state import AppState, State
+from patient_search.web.router import build_router as build_web_router
+from patient_search.web.timing import ServerTiming
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; nothing connects until the lifespan starts."""
     settings = settings or get_settings()
     settings.require_runnable()
+    observability = Observability(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging()
-        pool = build_pool(settings)
+        pool = build_pool(settings, on_acquire=observe_pool_acquire)
         # wait=False: a worker starts even while the database is down; /readyz says so.
         await pool.open(wait=False)
+        await observability.start(pool)
+        cache = build_patient_cache(settings, record=record_cache)
+        access_trail = AccessTrail(
+            pool, observability.query_observer, durable=settings.audit_durable_views
+        )
+        access_trail.start()
+        search_limiter = build_search_limiter(settings)
         app.state.services = AppState(
-            settings=settings, pool=pool, query_observer=SlowQueryLog(settings.slow_query_ms)
+            settings=settings,
+            pool=pool,
+            query_observer=observability.query_observer,
+            cache=cache,
+            access_trail=access_trail,
+            search_limiter=search_limiter,
         )
         try:
             yield
         finally:
+            # Requests have drained by now; what the trail still holds is written first.
+            await access_trail.close()
+            await search_limiter.close()
+            await cache.close()
+            await observability.stop()
             await pool.close()
 
     app = FastAPI(
@@ -45,9 +70,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ServerTiming)
+    app.add_middleware(Utf8Url)
+    # Outermost: times and logs every request, rejections by the other middleware included.
+    app.add_middleware(RequestObservability, emf=observability.emf)
+    observability.install_endpoint(app)
     install_problem_handlers(app)
     app.include_router(search_router)
     app.include_router(patients_router)
+    app.include_router(build_web_router(settings))
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -66,8 +97,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = {
             "status": "ok" if database == "ok" else "unavailable",
             "database": database,
-            "cache": "in-process" if not state.settings.redis_url else "configured",
+            "cache": await _cache_state(state),
         }
         return JSONResponse(body, status_code=200 if database == "ok" else 503)
 
     return app
+
+
+async def _cache_state(state: AppState) -> str:
+    """redis, in-process or disabled when usable; unavailable when requests bypass it."""
+    if await state.cache.backend.probe() != "ok":
+        return "unavailable"
+    return describe_backend(state.settings)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import itertools
+import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import sqlalchemy.exc
@@ -72,6 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--clinic", required=True, type=_clinic_id)
 
+    report = commands.add_parser(
+        "db-report", help="top statements (pg_stat_statements) and current waits and contention"
+    )
+    report.add_argument("--top", type=_positive, default=10)
+
+    audit = commands.add_parser(
+        "audit", help="list the access audit of one patient: time, actor, action, request id"
+    )
+    audit.add_argument("--patient", required=True, type=uuid.UUID)
+    audit.add_argument("--clinic", type=_clinic_id, help="read as the service role, in this clinic")
+    audit.add_argument("--limit", type=_positive, default=1000)
+
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -129,7 +144,13 @@ async def _load(
 
     async with build_pool(_cli_settings(settings)) as pool:
         return await import_records(
-            pool, clinic_id, records, settings.phone_region, progress=progress
+            pool,
+            clinic_id,
+            records,
+            settings.phone_region,
+            progress=progress,
+            # The login role, before the pool's SET ROLE: an empty database loads in bulk.
+            owner_conninfo=str(settings.database_url),
         )
 
 
@@ -222,6 +243,7 @@ def demo_info(settings: Settings, clinic_id: str, port: int) -> int:
     print(f"\nBearer token for {clinic_id} (12 h):\n{token}\n")
     print("Try:")
     print(f'  curl -s -H "Authorization: Bearer {token}" http://127.0.0.1:{port}{path}\n')
+    print(f"Front-desk page: http://127.0.0.1:{port}/ (paste the token above)")
     print(f"API docs: http://127.0.0.1:{port}/docs\n")
     return 0
 
@@ -252,23 +274,89 @@ def explain(settings: Settings, clinic_id: str) -> int:
     return 0
 
 
+async def _audit_entries(
+    settings: Settings, patient_id: uuid.UUID, clinic_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    from psycopg.rows import dict_row
+
+    from patient_search.audit.repository import AuditRepository
+    from patient_search.db.pool import build_pool
+    from patient_search.db.statements import NullObserver, StatementRunner
+    from patient_search.db.tenant import clinic_transaction
+
+    if clinic_id is not None:
+        async with build_pool(_cli_settings(settings)) as pool:
+            async with clinic_transaction(pool, clinic_id, "read") as conn:
+                repository = AuditRepository(StatementRunner(conn, NullObserver()))
+                return await repository.list_for_patient(patient_id, clinic_id, limit)
+    # Every clinic: as the configured role (an owner or superuser, as for migrations).
+    async with await psycopg.AsyncConnection.connect(
+        str(settings.database_url),
+        connect_timeout=settings.db_connect_timeout_s,
+        row_factory=dict_row,
+        autocommit=True,
+    ) as conn:
+        repository = AuditRepository(StatementRunner(conn, NullObserver()))
+        return await repository.list_for_patient(patient_id, None, limit)
+
+
+def audit(settings: Settings, patient_id: uuid.UUID, clinic_id: str | None, limit: int) -> int:
+    """Print who accessed a patient's record, oldest first; nothing of the record itself."""
+    entries = asyncio.run(_audit_entries(settings, patient_id, clinic_id, limit))
+    if not entries:
+        hint = "" if clinic_id else " (a role under row-level security needs --clinic)"
+        print(f"audit: no entries for patient {patient_id}{hint}")
+        return 0
+    rows = [
+        (
+            e["at"].astimezone(datetime.UTC).isoformat(timespec="milliseconds"),
+            e["actor"],
+            e["action"],
+            e["request_id"] or "-",
+        )
+        for e in entries
+    ]
+    header = ("time (UTC)", "actor", "action", "request id")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    clinics = sorted({e["clinic_id"] for e in entries})
+    print(f"audit: {len(rows)} entries for patient {patient_id} in clinic {', '.join(clinics)}")
+    return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Run the API under uvicorn (uvloop and httptools when installed)."""
     import uvicorn
 
+    from patient_search.observability.multiprocess import server_metrics
+
     settings.require_runnable()
-    uvicorn.run(
-        "patient_search.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="auto",
-        http="auto",
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-    )
+    # uvicorn re-raises a SIGTERM once it has drained and shut down; by then the shutdown was
+    # clean, so exit 0 (also before uvicorn takes the signal over: nothing is in flight yet).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    with server_metrics(settings, workers):
+        uvicorn.run(
+            "patient_search.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="auto",
+            http="auto",
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            # SIGTERM: stop accepting, let in-flight requests finish (this long at most), then
+            # run the lifespan's shutdown, which writes the audit trail and closes the pool.
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,6 +384,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo_info(settings, args.clinic, args.port)
         if args.command == "explain":
             return explain(settings, args.clinic)
+        if args.command == "audit":
+            return audit(settings, args.patient, args.clinic, args.limit)
+        if args.command == "db-report":
+            from patient_search.observability import db_report
+
+            print(db_report.run(str(settings.database_url), args.top))
+            return 0
         if args.command == "token":
             settings.require_runnable()
             print(

@@ -61,3 +61,14 @@ class VersionMismatch(ProblemError):
 class InvalidRequest(ProblemError):
     status = 400
     title = "Invalid request"
+
+
+class RateLimited(ProblemError):
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            f"too many searches by this user; retry in {retry_after_s} s",
+            headers={"Retry-After": str(retry_after_s)},
+        )

@@ -40,10 +40,41 @@ class Settings(BaseSettings):
     db_pool_idle_timeout_s: float = Field(600.0, gt=0)
     # A runaway statement must not hold a pooled connection for ever.
     db_statement_timeout_ms: int = Field(5000, ge=0)
+    # libpq connect_timeout: a silent host costs this long per attempt, not psycopg's 130 s.
+    db_connect_timeout_s: int = Field(3, ge=1, le=60)
+
+    # Caching: lifetimes are the mission's; Redis calls give up after redis_timeout_ms.
+    cache_enabled: bool = True
+    cache_profile_ttl_s: float = Field(300.0, gt=0, le=86400)
+    cache_summary_ttl_s: float = Field(600.0, gt=0, le=86400)
+    cache_search_ttl_s: float = Field(120.0, gt=0, le=86400)
+    cache_refresh_ahead_fraction: float = Field(0.25, ge=0, lt=1)
+    cache_memory_max_entries: int = Field(10_000, ge=1)
+    redis_timeout_ms: float = Field(50.0, gt=0, le=10_000)
+    cache_breaker_cooldown_s: float = Field(1.0, gt=0, le=600)
 
     slow_query_ms: float = Field(100.0, ge=0)
     phone_region: str = Field("US", min_length=2, max_length=2, pattern="^[A-Z]{2}$")
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Per user (token sub + clinic) on search; 0 turns the limit off.
+    search_rate_per_minute: int = Field(600, ge=0, le=1_000_000)
+    search_rate_burst: int = Field(100, ge=1, le=100_000)
+    # Wait for the WAL flush of every view's audit entry (writes' entries always do).
+    audit_durable_views: bool = False
+    # SIGTERM: in-flight requests get this long to finish before the server closes them.
+    shutdown_grace_s: int = Field(20, ge=1, le=3600)
+
+    # Observability (docs/operations.md). METRICS_PORT 0 serves /metrics on the API port.
+    metrics_enabled: bool = True
+    metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # Empty disables the in-process slow-query alert; otherwise an http(s) URL.
+    alert_webhook_url: str = Field("", pattern=r"^(https?://\S+)?$")
+    alert_slow_query_threshold: int = Field(20, ge=1)
+    alert_window_s: float = Field(60.0, gt=0)
+    alert_min_interval_s: float = Field(300.0, ge=0)
+    cloudwatch_emf: bool = False
+    cloudwatch_namespace: str = Field("PatientSearch", min_length=1, max_length=255)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

@@ -8,8 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
+from patient_search.audit.trail import AccessTrail
+from patient_search.cache.policies import PatientCache
 from patient_search.db.pool import AppConnection
 from patient_search.db.statements import QueryObserver
+from patient_search.rate_limit import RateLimiter
 from patient_search.settings import Settings
 
 
@@ -20,6 +23,9 @@ class AppState:
     settings: Settings
     pool: AsyncConnectionPool[AppConnection]
     query_observer: QueryObserver
+    cache: PatientCache
+    access_trail: AccessTrail
+    search_limiter: RateLimiter
 
 
 def get_app_state(request: Request) -> AppState:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from patient_search.auth.tokens import (
     READ_SCOPE,
@@ -16,8 +17,15 @@ from patient_search.auth.tokens import (
 from patient_search.errors import Forbidden, NotAuthenticated
 from patient_search.state import State
 
+# Declares the scheme in the OpenAPI document; the header is checked below, with our own 401.
+_BEARER = HTTPBearer(auto_error=False, description="A JWT from `patient-search token`")
 
-def current_principal(request: Request, state: State) -> Principal:
+
+def current_principal(
+    request: Request,
+    state: State,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+) -> Principal:
     """The caller named by the request's bearer token; 401 when there is no valid one."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

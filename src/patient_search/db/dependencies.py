@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends
@@ -10,7 +11,7 @@ from fastapi import Depends
 from patient_search.auth.dependencies import Reader, Writer
 from patient_search.db.statements import StatementRunner
 from patient_search.db.tenant import clinic_transaction
-from patient_search.state import State
+from patient_search.state import AppState, State
 
 
 async def read_transaction(principal: Reader, state: State) -> AsyncIterator[StatementRunner]:
@@ -20,12 +21,33 @@ async def read_transaction(principal: Reader, state: State) -> AsyncIterator[Sta
 
 
 async def write_transaction(principal: Writer, state: State) -> AsyncIterator[StatementRunner]:
-    """A read-write transaction in the caller's clinic."""
+    """A read-write transaction in the caller's clinic; after-commit actions run after it."""
     async with clinic_transaction(state.pool, principal.clinic_id, "write") as conn:
-        yield StatementRunner(conn, state.query_observer)
+        runner = StatementRunner(conn, state.query_observer)
+        yield runner
+    # Committed: now the caches may learn of the write, before the client does.
+    await runner.run_after_commit()
+
+
+class ClinicReader:
+    """Opens READ ONLY clinic transactions on demand: a cache hit takes no connection."""
+
+    def __init__(self, state: AppState, clinic_id: str) -> None:
+        self._state = state
+        self.clinic_id = clinic_id
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[StatementRunner]:
+        async with clinic_transaction(self._state.pool, self.clinic_id, "read") as conn:
+            yield StatementRunner(conn, self._state.query_observer)
+
+
+def clinic_reader(principal: Reader, state: State) -> ClinicReader:
+    return ClinicReader(state, principal.clinic_id)
 
 
 # scope="function": the transaction commits before the response leaves, so a client that
 # has its 201 can never read data that is not yet committed.
 ReadDb = Annotated[StatementRunner, Depends(read_transaction, scope="function")]
 WriteDb = Annotated[StatementRunner, Depends(write_transaction, scope="function")]
+OnDemandReadDb = Annotated[ClinicReader, Depends(clinic_reader)]

@@ -7,7 +7,7 @@ metrics and the slow-query log show, so no patient data can leak through them.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, LiteralString, Protocol
 
@@ -40,12 +40,36 @@ class NullObserver:
         return None
 
 
+class CompositeObserver:
+    """Hands every timing to several observers, in order (metrics, slow-query log, alerts)."""
+
+    __slots__ = ("_observers",)
+
+    def __init__(self, *observers: QueryObserver) -> None:
+        self._observers = observers
+
+    def observe(self, name: str, seconds: float, rows: int) -> None:
+        for observer in self._observers:
+            observer.observe(name, seconds, rows)
+
+
 class StatementRunner:
     """Runs named statements on one connection and reports their timings."""
 
     def __init__(self, conn: AppConnection, observer: QueryObserver) -> None:
         self.conn = conn
         self._observer = observer
+        self._after_commit: list[Callable[[], Awaitable[None]]] = []
+
+    def after_commit(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Run `action` once the transaction has committed (never if it rolls back)."""
+        self._after_commit.append(action)
+
+    async def run_after_commit(self) -> None:
+        """Called by the transaction's owner right after COMMIT."""
+        actions, self._after_commit = self._after_commit, []
+        for action in actions:
+            await action()
 
     async def fetch_all(self, statement: Statement, params: Params = None) -> list[Row]:
         """All rows of a query."""

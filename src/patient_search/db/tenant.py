@@ -44,3 +44,35 @@ async def clinic_transaction(
                 pass  # the connection is broken; the pool discards it
             raise
         await conn.execute("COMMIT")
+
+
+async def clinic_write_once(
+    pool: AsyncConnectionPool[AppConnection],
+    clinic_id: str,
+    statement: sql.Composed,
+    *,
+    wait_for_flush: bool = True,
+) -> None:
+    """One write transaction in the clinic, sent as one message: one round trip in all.
+
+    For small appends that must not cost four round trips (BEGIN, clinic, statement, COMMIT).
+    The simple-query protocol takes no parameters: `statement` carries its values as
+    `sql.Literal`s. Without `wait_for_flush` the COMMIT returns before its WAL is on disk.
+    """
+    message = sql.SQL(
+        "BEGIN; {relax}SELECT set_config('app.clinic_id', {clinic}, true); {statement}; COMMIT"
+    ).format(
+        relax=sql.SQL("" if wait_for_flush else "SET LOCAL synchronous_commit = off; "),
+        clinic=sql.Literal(clinic_id),
+        statement=statement,
+    )
+    async with pool.connection() as conn:
+        try:
+            await conn.execute(message)
+        except BaseException:
+            # A failed statement skips the rest of the message and leaves the transaction open.
+            try:
+                await conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass  # the connection is broken; the pool discards it
+            raise

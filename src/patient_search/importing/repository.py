@@ -102,6 +102,8 @@ BATCH_TERMS = Statement(
     FROM import_staging CROSS JOIN LATERAL unnest(name_terms) AS term
     """,
 )
+# A bulk load runs every batch in one transaction: the staging table is emptied per batch.
+CLEAR_STAGING = Statement("import.clear_staging", "TRUNCATE import_staging")
 HAS_PATIENTS = Statement(
     "import.has_patients", "SELECT EXISTS (SELECT 1 FROM patients) AS has_patients"
 )
@@ -149,6 +151,7 @@ class ImportRepository:
         await SearchIndexRepository(self._db).add_vocabulary(
             [row["term"] for row in terms], [row["term"] for row in terms if row["joined"]]
         )
+        await self._db.execute(CLEAR_STAGING)
         return {str(row["mrn"]): bool(row["inserted"]) for row in merged}
 
 

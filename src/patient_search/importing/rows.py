@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,10 @@ def read_records(path: Path) -> Iterator[RawRecord]:
         handle = path.open("rb")
     except OSError as exc:
         raise UnusableFile(f"{path}: {exc.strerror}") from exc
+    if handle.peek(4)[:4].startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
+        handle.close()
+        # Else every byte pair reads as garbage and the header "lacks mrn", which misleads.
+        raise UnusableFile(f"{path.name}: the file is UTF-16 or UTF-32; save it as UTF-8")
     # surrogateescape keeps undecodable bytes visible so their record is rejected, not the file.
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
     with text:
@@ -93,8 +98,30 @@ def read_records(path: Path) -> Iterator[RawRecord]:
             yield from _jsonl_records(text)
 
 
+class _Lines:
+    """The file's lines for csv.reader, remembering those of the current record; lines can be
+    put back, to be read again."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self._source = iter(text)
+        self._again: deque[str] = deque()
+        self.record: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._again.popleft() if self._again else next(self._source)
+        self.record.append(line)
+        return line
+
+    def put_back(self, lines: list[str]) -> None:
+        self._again.extendleft(reversed(lines))
+
+
 def _csv_records(text: io.TextIOWrapper) -> Iterator[RawRecord]:
-    reader = csv.reader(text, strict=True)
+    lines = _Lines(text)
+    reader = csv.reader(lines, strict=True)
     try:
         header = [column.strip().lower() for column in next(reader)]
     except StopIteration:
@@ -102,23 +129,31 @@ def _csv_records(text: io.TextIOWrapper) -> Iterator[RawRecord]:
     except csv.Error as exc:
         raise UnusableFile(f"the header row is not valid CSV ({exc})") from None
     _check_header(header)
-    line = reader.line_num + 1
+    line = len(lines.record) + 1
     while True:
+        lines.record = []
+        problem = None
         try:
             values = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield RawRecord(line, None, f"not valid CSV ({exc})")
-            line = reader.line_num + 1
+            problem = f"not valid CSV ({exc})"
+        else:
+            if not values or values == [""]:
+                line += len(lines.record)
+                continue
+            if len(values) != len(header):
+                problem = f"has {len(values)} fields, the header has {len(header)}"
+        if problem is None:
+            yield RawRecord(line, dict(zip(header, values, strict=True)))
+            line += len(lines.record)
             continue
-        start, line = line, reader.line_num + 1
-        if not values or values == [""]:
-            continue
-        if len(values) != len(header):
-            yield RawRecord(start, None, f"has {len(values)} fields, the header has {len(header)}")
-            continue
-        yield RawRecord(start, dict(zip(header, values, strict=True)))
+        yield RawRecord(line, None, problem)
+        # A stray quote makes one "record" of the lines up to the next quote (or the end of the
+        # file): read those again, one by one, so that the good rows among them still load.
+        lines.put_back(lines.record[1:])
+        line += 1
 
 
 def _jsonl_records(text: io.TextIOWrapper) -> Iterator[RawRecord]:

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import multiprocessing
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from patient_search.db.pool import AppConnection
 from patient_search.db.statements import NullObserver, StatementRunner
 from patient_search.db.tenant import clinic_transaction
+from patient_search.importing.bulk_repository import BulkLoadRepository
 from patient_search.importing.repository import ImportRepository, copy_line
 from patient_search.importing.rows import ImportRow, RawRecord, Rejection, validate_record
+
+log = logging.getLogger("patient_search.importing")
 
 BATCH_SIZE = 20_000
 # Batches validated ahead of the one being loaded.
@@ -112,45 +120,54 @@ async def import_records(
     *,
     batch_size: int = BATCH_SIZE,
     progress: Callable[[int], object] | None = None,
+    owner_conninfo: str | None = None,
 ) -> ImportReport:
-    """Load `records` into the clinic; each batch commits on its own."""
+    """Load `records` into the clinic; each batch commits on its own.
+
+    With `owner_conninfo` (a role owning the tables) and an empty database, the whole load
+    is one transaction that builds the secondary indexes once at the end instead.
+    """
     report = ImportReport()
     # An MRN twice in one file is ambiguous: the second one is rejected, not silently merged.
     first_line: dict[str, int] = {}
-    async for validated in _validated_batches(records, region, batch_size):
-        batch: list[tuple[int, str]] = []
-        copy_lines: list[str] = []
-        for line, mrn, text in validated:
-            if mrn is None:
-                report.rejections.append(Rejection(line, text))
-                continue
-            seen = first_line.setdefault(mrn, line)
-            if seen != line:
-                report.rejections.append(
-                    Rejection(line, f"duplicate MRN in this file (first at line {seen})")
-                )
-                continue
-            batch.append((line, mrn))
-            copy_lines.append(text)
-        if batch:
-            await _load(pool, clinic_id, batch, copy_lines, report)
-        if progress is not None:
-            progress(len(validated))
+    async with _bulk_load(owner_conninfo, clinic_id) as bulk:
+        async for validated in _validated_batches(records, region, batch_size):
+            batch, copy_lines = _accepted(validated, first_line, report)
+            if batch and bulk is not None:
+                _count(batch, await bulk.load_batch(clinic_id, copy_lines), report)
+            elif batch:
+                async with clinic_transaction(pool, clinic_id, "write") as conn:
+                    repository = ImportRepository(StatementRunner(conn, NullObserver()))
+                    merged = await repository.load_batch(clinic_id, copy_lines)
+                _count(batch, merged, report)
+            if progress is not None:
+                progress(len(validated))
     report.rejections.sort(key=lambda r: r.line)
     return report
 
 
-async def _load(
-    pool: AsyncConnectionPool[AppConnection],
-    clinic_id: str,
-    batch: list[tuple[int, str]],
-    copy_lines: list[str],
-    report: ImportReport,
-) -> None:
-    async with clinic_transaction(pool, clinic_id, "write") as conn:
-        merged = await ImportRepository(StatementRunner(conn, NullObserver())).load_batch(
-            clinic_id, copy_lines
-        )
+def _accepted(
+    validated: Validated, first_line: dict[str, int], report: ImportReport
+) -> tuple[list[tuple[int, str]], list[str]]:
+    """The batch's loadable (line, MRN) pairs and COPY lines; rejections go to the report."""
+    batch: list[tuple[int, str]] = []
+    copy_lines: list[str] = []
+    for line, mrn, text in validated:
+        if mrn is None:
+            report.rejections.append(Rejection(line, text))
+            continue
+        seen = first_line.setdefault(mrn, line)
+        if seen != line:
+            report.rejections.append(
+                Rejection(line, f"duplicate MRN in this file (first at line {seen})")
+            )
+            continue
+        batch.append((line, mrn))
+        copy_lines.append(text)
+    return batch, copy_lines
+
+
+def _count(batch: list[tuple[int, str]], merged: dict[str, bool], report: ImportReport) -> None:
     for line, mrn in batch:
         inserted = merged.get(mrn)
         if inserted is None:
@@ -159,3 +176,42 @@ async def _load(
             report.inserted += 1
         else:
             report.updated += 1
+
+
+@asynccontextmanager
+async def _bulk_load(
+    owner_conninfo: str | None, clinic_id: str
+) -> AsyncIterator[ImportRepository | None]:
+    """One transaction over an empty database with its secondary indexes dropped; None
+    (load batch by batch) when there is no owner connection or the database holds data."""
+    if owner_conninfo is None:
+        yield None
+        return
+    conn = await psycopg.AsyncConnection.connect(
+        owner_conninfo, autocommit=True, row_factory=dict_row, options="-c statement_timeout=0"
+    )
+    async with conn:
+        await conn.execute(
+            sql.SQL("BEGIN; SELECT set_config('app.clinic_id', {}, true)").format(
+                sql.Literal(clinic_id)
+            )
+        )
+        runner = StatementRunner(conn, NullObserver())
+        bulk = BulkLoadRepository(runner)
+        try:
+            claimed = await bulk.claim_empty_database()
+        except psycopg.Error:
+            claimed = False
+        if not claimed:
+            await conn.execute("ROLLBACK")
+            yield None
+            return
+        log.info("bulk_load_started")
+        try:
+            indexes = await bulk.drop_secondary_indexes()
+            yield ImportRepository(runner)
+            await bulk.build_indexes(indexes)
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")

@@ -55,6 +55,7 @@ ARCHIVE_PATIENT = Statement(
     """
     UPDATE patients SET deleted_at = now(), updated_at = now(), version = version + 1
     WHERE id = %(id)s AND deleted_at IS NULL
+    RETURNING version
     """,
 )
 MRN_TAKEN = Statement(
@@ -166,9 +167,10 @@ class PatientRepository:
         row = await self._db.fetch_one(Statement("patient.update", query), params)
         return None if row is None else int(row["version"])
 
-    async def archive(self, patient_id: uuid.UUID) -> bool:
-        """Archive a live patient; False when there is none."""
-        return await self._db.execute(ARCHIVE_PATIENT, {"id": patient_id}) == 1
+    async def archive(self, patient_id: uuid.UUID) -> int | None:
+        """Archive a live patient; the archived version, or None when there is none."""
+        row = await self._db.fetch_one(ARCHIVE_PATIENT, {"id": patient_id})
+        return None if row is None else int(row["version"])
 
     async def replace_phones(
         self, patient_id: uuid.UUID, raw: list[str], e164: list[str | None]

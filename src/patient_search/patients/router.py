@@ -8,12 +8,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
 
+from patient_search.audit.recorders import ViewAudit, WriteAudit
+from patient_search.audit.repository import AuditRepository
 from patient_search.auth.dependencies import Reader, Writer
-from patient_search.db.dependencies import ReadDb, WriteDb
+from patient_search.auth.tokens import Principal
+from patient_search.db.dependencies import OnDemandReadDb, WriteDb
 from patient_search.errors import InvalidRequest
+from patient_search.observability.context import request_id
 from patient_search.patients.repository import PatientRepository
-from patient_search.patients.schemas import Patient, PatientCreate, PatientPatch
-from patient_search.patients.service import PatientService
+from patient_search.patients.schemas import Patient, PatientCreate, PatientPatch, PatientSummary
+from patient_search.patients.service import PatientLookup, PatientService
+from patient_search.problems import problem_responses
 from patient_search.search.index_repository import SearchIndexRepository
 from patient_search.state import State
 
@@ -23,10 +28,21 @@ _ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
 NO_STORE = "no-store"
 
 
-def _service(db: ReadDb | WriteDb, clinic_id: str, state: State) -> PatientService:
+def _service(db: WriteDb, principal: Principal, state: State) -> PatientService:
     return PatientService(
-        PatientRepository(db), SearchIndexRepository(db), clinic_id, state.settings.phone_region
+        PatientRepository(db),
+        SearchIndexRepository(db),
+        principal.clinic_id,
+        state.settings.phone_region,
+        cache=state.cache,
+        after_commit=db.after_commit,
+        audit=WriteAudit(AuditRepository(db), principal.user_id, request_id.get()),
     )
+
+
+def _lookup(reader: OnDemandReadDb, principal: Principal, state: State) -> PatientLookup:
+    audit = ViewAudit(state.access_trail, reader.clinic_id, principal.user_id, request_id.get())
+    return PatientLookup(state.cache, reader, state.settings.phone_region, audit)
 
 
 def _etag(patient: Patient) -> str:
@@ -42,30 +58,58 @@ def _expected_version(if_match: str | None) -> int | None:
     return int(found.group(1))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=Patient)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Patient,
+    responses=problem_responses(409, 415),
+)
 async def create_patient(
     body: PatientCreate, principal: Writer, db: WriteDb, state: State, response: Response
 ) -> Patient:
     """Register a patient in the caller's clinic."""
-    patient = await _service(db, principal.clinic_id, state).create(body)
+    patient = await _service(db, principal, state).create(body)
     response.headers["Location"] = f"/v1/patients/{patient.id}"
     response.headers["ETag"] = _etag(patient)
     response.headers["Cache-Control"] = NO_STORE
     return patient
 
 
-@router.get("/{patient_id}", response_model=Patient)
+@router.get("/{patient_id}", response_model=Patient, responses=problem_responses(404))
 async def get_patient(
-    patient_id: uuid.UUID, principal: Reader, db: ReadDb, state: State, response: Response
+    patient_id: uuid.UUID,
+    principal: Reader,
+    reader: OnDemandReadDb,
+    state: State,
+    response: Response,
 ) -> Patient:
-    """One patient of the caller's clinic."""
-    patient = await _service(db, principal.clinic_id, state).get(patient_id)
+    """One patient of the caller's clinic (served from the profile cache when it can be)."""
+    patient = await _lookup(reader, principal, state).profile(patient_id)
     response.headers["ETag"] = _etag(patient)
     response.headers["Cache-Control"] = NO_STORE
     return patient
 
 
-@router.patch("/{patient_id}", response_model=Patient)
+@router.get(
+    "/{patient_id}/summary", response_model=PatientSummary, responses=problem_responses(404)
+)
+async def get_patient_summary(
+    patient_id: uuid.UUID,
+    principal: Reader,
+    reader: OnDemandReadDb,
+    state: State,
+    response: Response,
+) -> PatientSummary:
+    """The small record appointment lists need: name, date of birth, MRN, status, phones."""
+    summary = await _lookup(reader, principal, state).summary(patient_id)
+    response.headers["ETag"] = f'"{summary.version}"'
+    response.headers["Cache-Control"] = NO_STORE
+    return summary
+
+
+@router.patch(
+    "/{patient_id}", response_model=Patient, responses=problem_responses(404, 409, 412, 415)
+)
 async def update_patient(
     patient_id: uuid.UUID,
     body: PatientPatch,
@@ -77,16 +121,20 @@ async def update_patient(
 ) -> Patient:
     """Change some fields of a patient; `If-Match` makes it conditional on a version."""
     expected = _expected_version(if_match)
-    patient = await _service(db, principal.clinic_id, state).update(patient_id, body, expected)
+    patient = await _service(db, principal, state).update(patient_id, body, expected)
     response.headers["ETag"] = _etag(patient)
     response.headers["Cache-Control"] = NO_STORE
     return patient
 
 
-@router.delete("/{patient_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{patient_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404),
+)
 async def archive_patient(
     patient_id: uuid.UUID, principal: Writer, db: WriteDb, state: State
 ) -> Response:
     """Archive a patient: kept for the record, gone from lookups and search."""
-    await _service(db, principal.clinic_id, state).archive(patient_id)
+    await _service(db, principal, state).archive(patient_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

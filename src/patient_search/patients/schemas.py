@@ -7,7 +7,14 @@ import re
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from patient_search.contacts import is_plausible_phone, is_valid_email
 
@@ -27,6 +34,17 @@ def _single_line(value: str) -> str:
     return value
 
 
+def _sent_at_most(limit: int) -> BeforeValidator:
+    """Bounds text as sent, before stripping, as the OpenAPI document's maxLength says."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters")
+        return value
+
+    return BeforeValidator(check)
+
+
 def _phone(value: str) -> str:
     if not is_plausible_phone(value):
         raise ValueError("must be a phone number of 7 to 15 digits")
@@ -39,6 +57,16 @@ def _email(value: str) -> str:
     return value
 
 
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def _iso_date(value: object) -> object:
+    # Pydantic would read 0 or "86400" as seconds since 1970, and accept a datetime at midnight.
+    if isinstance(value, dt.date) or (isinstance(value, str) and _ISO_DATE.match(value)):
+        return value
+    raise ValueError("must be a date written YYYY-MM-DD")
+
+
 def _birth_date(value: dt.date) -> dt.date:
     if value > dt.date.today():
         raise ValueError("must not be in the future")
@@ -47,27 +75,54 @@ def _birth_date(value: dt.date) -> dt.date:
     return value
 
 
+# Shapes for the OpenAPI document only (the validators decide), at least as loose as they are:
+# generated "valid" examples then mostly are, and "invalid" ones really are.
+_CC = r"\u0000-\u001f\u007f-\u009f"
+_SINGLE_LINE_DOC = Field(
+    json_schema_extra={"pattern": rf"^\s*[^\s{_CC}]([^{_CC}]*[^\s{_CC}])?\s*$"}
+)
+_EMAIL_DOC = Field(
+    json_schema_extra={"pattern": rf"^\s*[^@\s{_CC}]+@[^@\s{_CC}]+\.[^@\s.{_CC}]+\s*$"}
+)
+
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    _sent_at_most(100),
     AfterValidator(_single_line),
+    _SINGLE_LINE_DOC,
 ]
 Mrn = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    _sent_at_most(64),
     AfterValidator(_single_line),
+    _SINGLE_LINE_DOC,
 ]
+# Control characters first: a NUL must be a 422 here, not a 500 from PostgreSQL.
 Phone = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=40), AfterValidator(_phone)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=40),
+    _sent_at_most(40),
+    AfterValidator(_single_line),
+    AfterValidator(_phone),
 ]
 Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254),
+    _sent_at_most(254),
+    AfterValidator(_single_line),
+    AfterValidator(_email),
+    _EMAIL_DOC,
 ]
-BirthDate = Annotated[dt.date, AfterValidator(_birth_date)]
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
+BirthDate = Annotated[IsoDate, AfterValidator(_birth_date)]
 ShortText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    _sent_at_most(200),
     AfterValidator(_single_line),
+    _SINGLE_LINE_DOC,
 ]
 
 
@@ -83,7 +138,7 @@ class Insurance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     payer: ShortText
-    member_id: Annotated[ShortText, Field(max_length=64)]
+    member_id: Annotated[ShortText, Field(max_length=64), _sent_at_most(64)]
 
 
 class PatientFields(BaseModel):
@@ -149,6 +204,12 @@ class PatientIdentity(BaseModel):
     status: Status
     phones: list[str]
     email: str | None
+
+
+class PatientSummary(PatientIdentity):
+    """The small record appointment lists and search hits need, with its version."""
+
+    version: int
 
 
 class Patient(PatientIdentity):

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from patient_search.audit.recorders import Auditor
+from patient_search.audit.repository import Action
+from patient_search.cache.policies import PatientCache
 from patient_search.contacts import normalize_email, normalize_phone
+from patient_search.db.dependencies import ClinicReader
 from patient_search.errors import InvalidRequest, MrnConflict, PatientNotFound, VersionMismatch
 from patient_search.ids import uuid7
 from patient_search.patients.repository import PatientRepository
@@ -16,12 +21,18 @@ from patient_search.patients.schemas import (
     Patient,
     PatientCreate,
     PatientPatch,
+    PatientSummary,
 )
 from patient_search.search.index_repository import SearchIndexRepository
 from patient_search.search.indexing import name_index
 
 # Fields whose change must re-index the patient's name postings.
 SEARCHED_FIELDS = frozenset({"first_name", "middle_name", "last_name", "date_of_birth"})
+AfterCommit = Callable[[Callable[[], Awaitable[None]]], None]
+
+
+def _no_cache(action: Callable[[], Awaitable[None]]) -> None:
+    """For tools writing outside the service: no cache to tell."""
 
 
 class PatientService:
@@ -33,11 +44,18 @@ class PatientService:
         search_index: SearchIndexRepository,
         clinic_id: str,
         phone_region: str,
+        cache: PatientCache | None = None,
+        after_commit: AfterCommit = _no_cache,
+        audit: Auditor | None = None,
     ) -> None:
         self._repo = repository
         self._search_index = search_index
         self._clinic_id = clinic_id
         self._region = phone_region
+        self._cache = cache
+        self._after_commit = after_commit
+        # Writes are audited in their own transaction: the entry commits with the change.
+        self._audit = audit
 
     async def get(self, patient_id: uuid.UUID) -> Patient:
         """A live patient of the clinic; not found for archived or other clinics' patients."""
@@ -57,6 +75,8 @@ class PatientService:
         await self._write_lists(patient_id, data.phones, data.emergency_contacts, data.insurance)
         patient = await self.get(patient_id)
         await self._index(patient)
+        await self._audited(patient_id, "create")
+        self._written(patient)
         return patient
 
     async def update(
@@ -88,13 +108,29 @@ class PatientService:
         patient = await self.get(patient_id)
         if SEARCHED_FIELDS & changes.keys():
             await self._index(patient)
+        await self._audited(patient_id, "update")
+        self._written(patient)
         return patient
 
     async def archive(self, patient_id: uuid.UUID) -> None:
         """Archive the patient: kept for the record, never shown again."""
-        if not await self._repo.archive(patient_id):
+        version = await self._repo.archive(patient_id)
+        if version is None:
             raise PatientNotFound()
         await self._search_index.remove_patient(patient_id)
+        await self._audited(patient_id, "archive")
+        if self._cache is not None:
+            cache, clinic_id = self._cache, self._clinic_id
+            self._after_commit(lambda: cache.patient_archived(clinic_id, patient_id, version))
+
+    async def _audited(self, patient_id: uuid.UUID, action: Action) -> None:
+        if self._audit is not None:
+            await self._audit.record(patient_id, action)
+
+    def _written(self, patient: Patient) -> None:
+        if self._cache is not None:
+            cache, clinic_id = self._cache, self._clinic_id
+            self._after_commit(lambda: cache.patient_written(clinic_id, patient))
 
     async def _index(self, patient: Patient) -> None:
         names = name_index(patient.first_name, patient.middle_name, patient.last_name)
@@ -125,3 +161,51 @@ class PatientService:
             )
         if insurance is not None:
             await self._repo.replace_insurance(patient_id, [i.model_dump() for i in insurance])
+
+
+class PatientLookup:
+    """Reads of one patient through the caches; a database transaction only on a miss."""
+
+    def __init__(
+        self,
+        cache: PatientCache,
+        reader: ClinicReader,
+        phone_region: str,
+        audit: Auditor | None = None,
+    ) -> None:
+        self._cache = cache
+        self._reader = reader
+        self._region = phone_region
+        # Views are audited after the read, hit or miss: a cache hit never reaches the database.
+        self._audit = audit
+
+    async def profile(self, patient_id: uuid.UUID) -> Patient:
+        """The full profile (cache-aside)."""
+        patient = await self._cache.profile(
+            self._reader.clinic_id, patient_id, lambda: self._load(patient_id)
+        )
+        if self._audit is not None:
+            await self._audit.record(patient_id, "view")
+        return patient
+
+    async def summary(self, patient_id: uuid.UUID) -> PatientSummary:
+        """The summary (written through on every write)."""
+
+        async def load() -> PatientSummary:
+            patient = await self._load(patient_id)
+            return PatientSummary.model_validate(patient, from_attributes=True)
+
+        summary = await self._cache.summary(self._reader.clinic_id, patient_id, load)
+        if self._audit is not None:
+            await self._audit.record(patient_id, "summary")
+        return summary
+
+    async def _load(self, patient_id: uuid.UUID) -> Patient:
+        async with self._reader.transaction() as db:
+            service = PatientService(
+                PatientRepository(db),
+                SearchIndexRepository(db),
+                self._reader.clinic_id,
+                self._region,
+            )
+            return await service.get(patient_id)

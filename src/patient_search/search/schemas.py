@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -15,7 +14,13 @@ from pydantic import (
 )
 
 from patient_search.contacts import MAX_PHONE_DIGITS, phone_digits
-from patient_search.patients.schemas import PatientIdentity, Status, _single_line
+from patient_search.patients.schemas import (
+    IsoDate,
+    PatientIdentity,
+    Status,
+    _sent_at_most,
+    _single_line,
+)
 
 Match = Literal["mrn", "phone", "email", "exact", "prefix", "nickname", "phonetic", "fuzzy"]
 MIN_PHONE_SUFFIX = 4
@@ -32,6 +37,7 @@ QueryText = Annotated[str, StringConstraints(max_length=200), AfterValidator(_si
 Identifier = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=254),
+    _sent_at_most(254),
     AfterValidator(_single_line),
 ]
 
@@ -44,8 +50,8 @@ class SearchCriteria(BaseModel):
     q: QueryText | None = None
     phone: Annotated[Identifier, AfterValidator(_phone_filter)] | None = None
     email: Identifier | None = None
-    date_of_birth: dt.date | None = None
-    mrn: Annotated[Identifier, Field(max_length=64)] | None = None
+    date_of_birth: IsoDate | None = None
+    mrn: Annotated[Identifier, Field(max_length=64), _sent_at_most(64)] | None = None
     status: Status | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     offset: Annotated[int, Field(ge=0, le=10_000)] = 0

@@ -12,7 +12,9 @@ import orjson
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 
+from patient_search.cache.policies import PatientCache
 from patient_search.contacts import normalize_email, normalize_phone, phone_digits
+from patient_search.db.dependencies import ClinicReader
 from patient_search.search.cursor import CursorCodec
 from patient_search.search.names import deletion_keys, phonetic_codes, typo_budget
 from patient_search.search.parse import parse_query
@@ -439,6 +441,32 @@ def _summary(hit: Hit) -> Summary:
         match=MATCH_LABELS[hit.rung],
         score=hit.score,
     )
+
+
+class CachedSearch:
+    """Search through the clinic's search cache; a database transaction only on a miss."""
+
+    def __init__(
+        self, cache: PatientCache, reader: ClinicReader, cursors: CursorCodec, region: str
+    ) -> None:
+        self._cache = cache
+        self._reader = reader
+        self._cursors = cursors
+        self._region = region
+
+    async def search(self, criteria: SearchCriteria) -> SearchPage:
+        """The page for the criteria: cached under the clinic's generation, else searched."""
+
+        async def load() -> SearchPage:
+            async with self._reader.transaction() as db:
+                service = SearchService(
+                    SearchRepository(db), self._cursors, self._reader.clinic_id, self._region
+                )
+                return await service.search(criteria)
+
+        # The whole request, position included, is the key; its HMAC is taken by the cache.
+        request = orjson.dumps(criteria.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        return await self._cache.search(self._reader.clinic_id, request, load)
 
 
 def _fingerprint(criteria: SearchCriteria) -> str:

@@ -1,0 +1,416 @@
+"""The caching policies: profiles cache-aside, summaries write-through, searches refresh-ahead.
+
+Why a reader can never fill the cache with data older than a write it could have seen:
+- profiles and summaries are stored with the patient's version and a fill never replaces a
+  newer version (`set_if_not_older`); after a write commits, the writer stores the new
+  version (or, for an archive, a tombstone at the new version) before it responds;
+- searches are filed under the clinic's search generation as read *before* the database;
+  a write moves the generation after it commits, so a page computed from an older snapshot
+  is filed under a generation no reader asks for again.
+Concurrent misses on one key share one load in a process (single flight) and, across
+processes, wait briefly for the one holding a short Redis lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from patient_search.cache.backends import split_version, versioned
+from patient_search.cache.keys import CacheKeys
+from patient_search.cache.resilience import CacheUnavailable, GuardedBackend
+from patient_search.patients.schemas import Patient, PatientSummary
+from patient_search.search.schemas import SearchPage
+
+log = logging.getLogger("patient_search.cache")
+
+CacheName = Literal["profile", "summary", "search"]
+CacheResult = Literal["hit", "miss", "error"]
+Recorder = Callable[[CacheName, CacheResult], None]
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+# A search page is not versioned; it is stored at version 0 and guarded by its generation.
+UNVERSIONED = 0
+NO_GENERATION = ""
+
+
+def no_recording(cache: CacheName, result: CacheResult) -> None:
+    """The recorder used when nothing counts cache outcomes."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """Lifetimes and waits; the defaults are the mission's."""
+
+    profile_ttl_s: float = 300.0
+    summary_ttl_s: float = 600.0
+    search_ttl_s: float = 120.0
+    # A search hit in the last quarter of its life is refreshed in the background.
+    refresh_ahead_fraction: float = 0.25
+    # Another process is filling the key: how long to wait for it before loading too.
+    fill_wait_s: float = 0.25
+    fill_lock_s: float = 2.0
+    # Redis is shared by processes; the in-process backend is not.
+    cross_process: bool = True
+
+
+class Entry(BaseModel, Generic[M]):
+    """What is stored: the value, whose clinic it is, when, under which search generation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    clinic: str
+    stored_at: float
+    generation: str = NO_GENERATION
+    data: M
+
+
+ProfileEntry = Entry[Patient]
+SummaryEntry = Entry[PatientSummary]
+SearchEntry = Entry[SearchPage]
+
+
+class PatientCache:
+    """The service's caches of patient data over one guarded backend."""
+
+    def __init__(
+        self,
+        backend: GuardedBackend,
+        keys: CacheKeys,
+        policy: CachePolicy,
+        record: Recorder = no_recording,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self._keys = keys
+        self._policy = policy
+        self._record = record
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def profile(
+        self, clinic_id: str, patient_id: uuid.UUID, load: Callable[[], Awaitable[Patient]]
+    ) -> Patient:
+        """The full profile: from the cache, else loaded and filled (cache-aside)."""
+        key = self._keys.profile(clinic_id, patient_id)
+        return await self._versioned_read(
+            "profile",
+            ProfileEntry,
+            clinic_id,
+            key,
+            self._policy.profile_ttl_s,
+            load,
+            lambda patient: patient.version,
+        )
+
+    async def summary(
+        self, clinic_id: str, patient_id: uuid.UUID, load: Callable[[], Awaitable[PatientSummary]]
+    ) -> PatientSummary:
+        """The summary: written through on every write, loaded and filled on a miss."""
+        key = self._keys.summary(clinic_id, patient_id)
+        return await self._versioned_read(
+            "summary",
+            SummaryEntry,
+            clinic_id,
+            key,
+            self._policy.summary_ttl_s,
+            load,
+            lambda summary: summary.version,
+        )
+
+    async def search(
+        self, clinic_id: str, criteria: bytes, load: Callable[[], Awaitable[SearchPage]]
+    ) -> SearchPage:
+        """A search page under the clinic's current generation; refreshed ahead of expiry."""
+        key = self._keys.search(clinic_id, criteria)
+        generation_key = self._keys.search_generation(clinic_id)
+        try:
+            generation, stored = await self.backend.call(
+                lambda b: b.get_many([generation_key, key])
+            )
+            if generation is None:
+                generation = await self.backend.call(
+                    lambda b: b.set_if_absent(generation_key, _new_generation(), None)
+                )
+        except CacheUnavailable:
+            self._record("search", "error")
+            return await load()
+        current = generation.decode()
+        entry = self._decode(SearchEntry, clinic_id, stored)
+        if entry is not None and entry.generation == current:
+            self._record("search", "hit")
+            if self._due_for_refresh(entry.stored_at):
+                self._refresh_in_background(key, current, clinic_id, load)
+            return entry.data
+        self._record("search", "miss")
+
+        async def load_and_store() -> SearchPage:
+            page = await load()
+            await self._store_search(clinic_id, key, current, page)
+            return page
+
+        async def filled_by_another() -> SearchPage | None:
+            found = await self._peek(SearchEntry, clinic_id, key)
+            return found.data if found is not None and found.generation == current else None
+
+        # The generation is part of the flight: a load that began before a write is never
+        # shared with a reader that arrived after it.
+        return await self._single_flight(
+            f"{key}@{current}",
+            lambda: self._fill_exclusively(key, load_and_store, filled_by_another),
+        )
+
+    # --- writes (call after the transaction has committed) --------------------------------
+
+    async def patient_written(self, clinic_id: str, patient: Patient) -> None:
+        """Replace the profile and the summary, and retire the clinic's cached searches."""
+        summary = PatientSummary.model_validate(patient, from_attributes=True)
+        await self._must_store(
+            ProfileEntry,
+            clinic_id,
+            self._keys.profile(clinic_id, patient.id),
+            patient,
+            patient.version,
+            self._policy.profile_ttl_s,
+        )
+        await self._must_store(
+            SummaryEntry,
+            clinic_id,
+            self._keys.summary(clinic_id, patient.id),
+            summary,
+            patient.version,
+            self._policy.summary_ttl_s,
+        )
+        await self.retire_searches(clinic_id)
+
+    async def patient_archived(self, clinic_id: str, patient_id: uuid.UUID, version: int) -> None:
+        """Tombstone the profile and summary at the archive's version; retire searches."""
+        for key, ttl in (
+            (self._keys.profile(clinic_id, patient_id), self._policy.profile_ttl_s),
+            (self._keys.summary(clinic_id, patient_id), self._policy.summary_ttl_s),
+        ):
+            await self.backend.must_write(key, _tombstone(key, version, ttl))
+        await self.retire_searches(clinic_id)
+
+    async def retire_searches(self, clinic_id: str) -> None:
+        """Move the clinic's search generation: every cached page of it becomes unreachable."""
+        key = self._keys.search_generation(clinic_id)
+        generation = _new_generation()
+        await self.backend.must_write(key, lambda b: b.set(key, generation, _FOREVER_S))
+
+    async def close(self) -> None:
+        """Stop background refreshes and release the backend."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.backend.backend.close()
+
+    # --- machinery -----------------------------------------------------------------------
+
+    async def _versioned_read(
+        self,
+        cache: CacheName,
+        entry_type: type[Entry[M]],
+        clinic_id: str,
+        key: str,
+        ttl_s: float,
+        load: Callable[[], Awaitable[M]],
+        version_of: Callable[[M], int],
+    ) -> M:
+        try:
+            [stored] = await self.backend.call(lambda b: b.get_many([key]))
+        except CacheUnavailable:
+            self._record(cache, "error")
+            return await load()
+        entry = self._decode(entry_type, clinic_id, stored)
+        if entry is not None:
+            self._record(cache, "hit")
+            return entry.data
+        self._record(cache, "miss")
+
+        async def load_and_store() -> M:
+            value = await load()
+            await self._store(entry_type, clinic_id, key, value, version_of(value), ttl_s)
+            return value
+
+        async def filled_by_another() -> M | None:
+            found = await self._peek(entry_type, clinic_id, key)
+            return None if found is None else found.data
+
+        return await self._single_flight(
+            key, lambda: self._fill_exclusively(key, load_and_store, filled_by_another)
+        )
+
+    async def _single_flight(self, flight: str, produce: Callable[[], Awaitable[T]]) -> T:
+        task = self._inflight.get(flight)
+        if task is None:
+            task = asyncio.ensure_future(produce())
+            self._inflight[flight] = task
+            task.add_done_callback(lambda _: self._inflight.pop(flight, None))
+        # shield: one caller giving up (a client disconnect) does not cancel the others' load.
+        result: T = await asyncio.shield(task)
+        return result
+
+    async def _fill_exclusively(
+        self,
+        key: str,
+        load_and_store: Callable[[], Awaitable[T]],
+        filled_by_another: Callable[[], Awaitable[T | None]],
+    ) -> T:
+        """Across processes, one loads while the others wait briefly for its fill."""
+        if not self._policy.cross_process:
+            return await load_and_store()
+        lock_key = CacheKeys.fill_lock(key)
+        token = secrets.token_hex(8).encode()
+        try:
+            holder = await self.backend.call(
+                lambda b: b.set_if_absent(lock_key, token, self._policy.fill_lock_s)
+            )
+        except CacheUnavailable:
+            return await load_and_store()
+        if holder == token:
+            try:
+                return await load_and_store()
+            finally:
+                await self.backend.delete_quietly([lock_key])
+        waited, delay = 0.0, 0.002
+        while waited < self._policy.fill_wait_s:
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.05)
+            found = await filled_by_another()
+            if found is not None:
+                return found
+        return await load_and_store()
+
+    def _due_for_refresh(self, stored_at: float) -> bool:
+        age = self._clock() - stored_at
+        return age >= self._policy.search_ttl_s * (1 - self._policy.refresh_ahead_fraction)
+
+    def _refresh_in_background(
+        self, key: str, generation: str, clinic_id: str, load: Callable[[], Awaitable[SearchPage]]
+    ) -> None:
+        flight = f"{key}@{generation}:refresh"
+        if flight in self._inflight:
+            return
+        task = asyncio.ensure_future(self._refresh(key, generation, clinic_id, load))
+        self._inflight[flight] = task
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda _: self._inflight.pop(flight, None))
+
+    async def _refresh(
+        self, key: str, generation: str, clinic_id: str, load: Callable[[], Awaitable[SearchPage]]
+    ) -> None:
+        # The lock lives as long as the refresh window, and is not released: a process that
+        # read the old entry just before the refresh landed must not refresh it again.
+        lock_key = CacheKeys.refresh_lock(key)
+        window = self._policy.search_ttl_s * self._policy.refresh_ahead_fraction
+        token = secrets.token_hex(8).encode()
+        try:
+            holder = await self.backend.call(lambda b: b.set_if_absent(lock_key, token, window))
+        except CacheUnavailable:
+            return
+        if holder != token:
+            return
+        try:
+            page = await load()
+        except Exception as exc:  # the stale-but-valid page stays; the next miss loads
+            log.warning("search_refresh_failed", extra={"error": type(exc).__name__})
+            return
+        await self._store_search(clinic_id, key, generation, page)
+
+    async def _peek(self, entry_type: type[Entry[M]], clinic_id: str, key: str) -> Entry[M] | None:
+        try:
+            [stored] = await self.backend.call(lambda b: b.get_many([key]))
+        except CacheUnavailable:
+            return None
+        return self._decode(entry_type, clinic_id, stored)
+
+    def _decode(
+        self, entry_type: type[Entry[M]], clinic_id: str, stored: bytes | None
+    ) -> Entry[M] | None:
+        """The entry if it is whole, current in form and the caller's clinic's; else a miss."""
+        if stored is None:
+            return None
+        parsed = split_version(stored)
+        if parsed is None or not parsed[1]:
+            return None  # a tombstone, or not ours
+        try:
+            entry = entry_type.model_validate_json(parsed[1])
+        except ValueError:
+            log.warning("cache_value_unreadable", extra={"entry": entry_type.__name__})
+            return None
+        if entry.clinic != clinic_id:
+            log.error("cache_clinic_mismatch", extra={"entry": entry_type.__name__})
+            return None
+        return entry
+
+    def _encode(
+        self, entry_type: type[Entry[M]], clinic_id: str, value: M, generation: str
+    ) -> bytes:
+        entry = entry_type(
+            clinic=clinic_id, stored_at=self._clock(), generation=generation, data=value
+        )
+        return entry.model_dump_json().encode()
+
+    async def _store(
+        self,
+        entry_type: type[Entry[M]],
+        clinic_id: str,
+        key: str,
+        value: M,
+        version: int,
+        ttl_s: float,
+    ) -> None:
+        payload = self._encode(entry_type, clinic_id, value, NO_GENERATION)
+        try:
+            await self.backend.call(lambda b: b.set_if_not_older(key, version, payload, ttl_s))
+        except CacheUnavailable:
+            pass  # a fill that did not happen is only a later miss
+
+    async def _must_store(
+        self,
+        entry_type: type[Entry[M]],
+        clinic_id: str,
+        key: str,
+        value: M,
+        version: int,
+        ttl_s: float,
+    ) -> None:
+        payload = self._encode(entry_type, clinic_id, value, NO_GENERATION)
+        await self.backend.must_write(
+            key, lambda b: b.set_if_not_older(key, version, payload, ttl_s)
+        )
+
+    async def _store_search(
+        self, clinic_id: str, key: str, generation: str, page: SearchPage
+    ) -> None:
+        payload = versioned(UNVERSIONED, self._encode(SearchEntry, clinic_id, page, generation))
+        try:
+            await self.backend.call(lambda b: b.set(key, payload, self._policy.search_ttl_s))
+        except CacheUnavailable:
+            pass
+
+
+# The generation key outlives any page filed under it by far; it is tiny and per clinic.
+_FOREVER_S = 30 * 24 * 3600.0
+
+
+def _new_generation() -> bytes:
+    return secrets.token_hex(8).encode()
+
+
+def _tombstone(key: str, version: int, ttl_s: float) -> Callable[..., Awaitable[object]]:
+    return lambda b: b.set_if_not_older(key, version, b"", ttl_s)

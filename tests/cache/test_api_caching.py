@@ -1,0 +1,173 @@
+"""Caching seen through the API, with Redis: what reaches the database, and what never may."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from patient_search.app import create_app
+from patient_search.db.statements import QueryObserver
+from tests.conftest import make_settings
+from tests.factories import bearer, new_clinic_id, patient_body
+
+
+class CountingObserver:
+    """Counts statements by name, then passes them on."""
+
+    def __init__(self, inner: QueryObserver) -> None:
+        self.inner = inner
+        self.counts: Counter[str] = Counter()
+
+    def observe(self, name: str, seconds: float, rows: int) -> None:
+        self.counts[name] += 1
+        self.inner.observe(name, seconds, rows)
+
+
+@pytest.fixture(scope="module")
+async def redis_app(database_url: str, redis_url: str) -> AsyncIterator[FastAPI]:
+    # A generous Redis timeout: these tests count statements, and a loaded CI machine must
+    # not turn a slow Redis reply into a (correct, but uncounted-for) database read.
+    app = create_app(make_settings(database_url, redis_url=redis_url, redis_timeout_ms=2000))
+    async with app.router.lifespan_context(app):
+        state = app.state.services
+        state.query_observer = CountingObserver(state.query_observer)
+        yield app
+
+
+@pytest.fixture
+async def http(redis_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=redis_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture
+def statements(redis_app: FastAPI) -> Counter[str]:
+    observer: CountingObserver = redis_app.state.services.query_observer
+    observer.counts.clear()
+    return observer.counts
+
+
+async def create(http: httpx.AsyncClient, headers: dict[str, str], **fields: object) -> str:
+    response = await http.post("/v1/patients", json=patient_body(**fields), headers=headers)
+    assert response.status_code == 201, response.text
+    patient_id: str = response.json()["id"]
+    return patient_id
+
+
+async def test_a_profile_read_twice_reaches_the_database_once(
+    http: httpx.AsyncClient, statements: Counter[str]
+) -> None:
+    headers = bearer(new_clinic_id())
+    patient_id = await create(http, headers)
+    statements.clear()
+    key = f"/v1/patients/{patient_id}"
+    first, second = await http.get(key, headers=headers), await http.get(key, headers=headers)
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    # The write stored the profile: neither read needed the database.
+    assert statements["patient.get"] == 0
+
+
+async def test_a_read_after_a_write_sees_the_write(
+    http: httpx.AsyncClient, statements: Counter[str]
+) -> None:
+    headers = bearer(new_clinic_id())
+    patient_id = await create(http, headers, last_name="Before")
+    assert (await http.get(f"/v1/patients/{patient_id}", headers=headers)).json()["version"] == 1
+    patch = await http.patch(
+        f"/v1/patients/{patient_id}", json={"last_name": "After"}, headers=headers
+    )
+    assert patch.status_code == 200
+    profile = (await http.get(f"/v1/patients/{patient_id}", headers=headers)).json()
+    summary = (await http.get(f"/v1/patients/{patient_id}/summary", headers=headers)).json()
+    assert (profile["last_name"], profile["version"]) == ("After", 2)
+    assert (summary["last_name"], summary["version"]) == ("After", 2)
+
+
+async def test_an_archived_patient_is_gone_from_every_cache(http: httpx.AsyncClient) -> None:
+    headers = bearer(new_clinic_id())
+    patient_id = await create(http, headers, last_name="Archivable")
+    search = await http.get("/v1/patients", params={"q": "archivable"}, headers=headers)
+    assert search.json()["total"] == 1
+    assert (await http.delete(f"/v1/patients/{patient_id}", headers=headers)).status_code == 204
+    for path in (f"/v1/patients/{patient_id}", f"/v1/patients/{patient_id}/summary"):
+        assert (await http.get(path, headers=headers)).status_code == 404
+    search = await http.get("/v1/patients", params={"q": "archivable"}, headers=headers)
+    assert search.json()["total"] == 0
+
+
+async def test_summary_is_written_through(
+    http: httpx.AsyncClient, statements: Counter[str]
+) -> None:
+    headers = bearer(new_clinic_id())
+    patient_id = await create(http, headers, first_name="Grace", last_name="Hopper")
+    statements.clear()
+    response = await http.get(f"/v1/patients/{patient_id}/summary", headers=headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["first_name"], body["last_name"], body["version"]) == ("Grace", "Hopper", 1)
+    assert "emergency_contacts" not in body
+    assert sum(statements.values()) == 0
+
+
+async def test_a_repeated_search_is_served_from_the_cache_until_a_write(
+    http: httpx.AsyncClient, statements: Counter[str]
+) -> None:
+    headers = bearer(new_clinic_id())
+    await create(http, headers, first_name="Ada", last_name="Quimby")
+    statements.clear()
+    params = {"q": "quimby"}
+    first = await http.get("/v1/patients", params=params, headers=headers)
+    searched = sum(statements.values())
+    second = await http.get("/v1/patients", params=params, headers=headers)
+    assert first.json() == second.json() and first.json()["total"] == 1
+    assert searched > 0 and sum(statements.values()) == searched  # the second ran no SQL
+    await create(http, headers, first_name="Bea", last_name="Quimby")
+    third = await http.get("/v1/patients", params=params, headers=headers)
+    assert third.json()["total"] == 2
+
+
+async def test_another_clinic_never_gets_a_cached_patient_or_search(
+    http: httpx.AsyncClient,
+) -> None:
+    clinic_a, clinic_b = bearer(new_clinic_id()), bearer(new_clinic_id())
+    patient_id = await create(http, clinic_a, last_name="Zanzibar")
+    assert (await http.get(f"/v1/patients/{patient_id}", headers=clinic_a)).status_code == 200
+    a_search = await http.get("/v1/patients", params={"q": "zanzibar"}, headers=clinic_a)
+    assert a_search.json()["total"] == 1
+    for path in (f"/v1/patients/{patient_id}", f"/v1/patients/{patient_id}/summary"):
+        response = await http.get(path, headers=clinic_b)
+        assert response.status_code == 404
+        assert "Zanzibar" not in response.text
+    b_search = await http.get("/v1/patients", params={"q": "zanzibar"}, headers=clinic_b)
+    assert b_search.json() == {"items": [], "total": 0, "total_exact": True, "next_cursor": None}
+
+
+async def test_readyz_names_the_redis_cache(http: httpx.AsyncClient) -> None:
+    response = await http.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["cache"] == "redis"
+
+
+def cache_count(metrics: str, cache: str, result: str) -> float:
+    prefix = f'patient_search_cache_requests_total{{cache="{cache}",result="{result}"}} '
+    for line in metrics.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    raise AssertionError(f"no series for {cache}/{result}")
+
+
+async def test_hits_and_misses_are_counted_in_the_metrics(http: httpx.AsyncClient) -> None:
+    headers = bearer(new_clinic_id())
+    patient_id = await create(http, headers)
+    before = (await http.get("/metrics")).text
+    await http.get(f"/v1/patients/{patient_id}", headers=headers)  # written through: a hit
+    await http.get("/v1/patients", params={"q": "lovelace"}, headers=headers)  # a miss
+    after = (await http.get("/metrics")).text
+    assert cache_count(after, "profile", "hit") == cache_count(before, "profile", "hit") + 1
+    assert cache_count(after, "search", "miss") == cache_count(before, "search", "miss") + 1
