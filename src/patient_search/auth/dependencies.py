@@ -21,7 +21,7 @@ from patient_search.state import State
 _BEARER = HTTPBearer(auto_error=False, description="A JWT from `patient-search token`")
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     state: State,
     _declared: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
@@ -49,7 +49,7 @@ CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 
 def _requiring(scope: str) -> object:
-    def check(principal: CurrentUser) -> Principal:
+    async def check(principal: CurrentUser) -> Principal:
         if scope not in principal.scopes:
             raise Forbidden(f"this requires the '{scope}' scope")
         return principal

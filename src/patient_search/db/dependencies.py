@@ -42,7 +42,7 @@ class ClinicReader:
             yield StatementRunner(conn, self._state.query_observer)
 
 
-def clinic_reader(principal: Reader, state: State) -> ClinicReader:
+async def clinic_reader(principal: Reader, state: State) -> ClinicReader:
     return ClinicReader(state, principal.clinic_id)
 
 
