@@ -11,6 +11,7 @@ DEMO_CLINICS ?= 3
 .PHONY: help setup services services-down migrate demo test lint format clean relevance explain
 .PHONY: browser screenshots
 .PHONY: bench bench-quick soak
+.PHONY: fuzz
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -38,6 +39,10 @@ demo: migrate  ## seed 10,000 patients on first run and serve the API on :8000 (
 test: setup services browser  ## the whole suite on real PostgreSQL and Redis, with the coverage floor
 	@scripts/ensure_promtool.sh >/dev/null  # the alert rules' tests (promtool test rules)
 	@$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+FUZZ_EXAMPLES ?= 1000
+fuzz: setup services  ## schemathesis on every operation, FUZZ_EXAMPLES (1000) examples each (make test: 25)
+	@FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/hardening/test_fuzz.py -p no:cacheprovider $(PYTEST_ARGS)
 
 browser:  ## Debian's chromium for the browser tests (apt, when /usr/bin/chromium is missing)
 	@scripts/ensure_chromium.sh
