@@ -117,6 +117,12 @@ async def test_a_database_with_patients_loads_batch_by_batch(
         )
     assert report.inserted == 20
     assert import_events == []
+    # Statistics kept up as it loaded (after batches 1, 2 and 4): the planner knows all 30.
+    with psycopg.connect(empty_database) as conn:
+        estimate = conn.execute(
+            "SELECT reltuples FROM pg_class WHERE oid = 'patients'::regclass"
+        ).fetchone()
+    assert estimate == (30,)
 
 
 async def test_a_role_that_does_not_own_the_tables_loads_batch_by_batch(

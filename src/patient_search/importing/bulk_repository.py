@@ -88,13 +88,17 @@ class BulkLoadRepository:
             )
         return indexes
 
+    async def analyze(self) -> None:
+        """Refresh the planner's statistics of the imported tables."""
+        for table in IMPORTED_TABLES:
+            await self._db.execute(
+                Statement("bulk.analyze", sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+            )
+
     async def build_indexes(self, indexes: list[SecondaryIndex]) -> None:
         """Build the dropped indexes from their recorded definitions, then analyse."""
         await self._db.execute(SET_BUILD_MEMORY)
         for index in indexes:
             # The definition comes from pg_get_indexdef, not from input.
             await self._db.execute(Statement("bulk.build_index", sql.SQL(index.definition)))  # type: ignore[arg-type]
-        for table in IMPORTED_TABLES:
-            await self._db.execute(
-                Statement("bulk.analyze", sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
-            )
+        await self.analyze()
