@@ -20,6 +20,7 @@ from patient_search.app import create_app
 from patient_search.cli import migrate
 from patient_search.settings import Settings
 from tests.factories import TEST_SECRET, bearer, new_clinic_id, patient_body
+from tests.private_servers import PrivateRedis, free_port
 
 # PS_TEST_DATABASE lets two suites run side by side on one server without dropping each other.
 TEST_DATABASE = os.environ.get("PS_TEST_DATABASE", "patient_search_test")
@@ -117,3 +118,16 @@ def create_patient(client: httpx.AsyncClient) -> Callable[..., object]:
 def superuser_conn(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own, on a free port; stopped (and thawed) afterwards."""
+    server = PrivateRedis(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            server.thaw()
+        server.stop()

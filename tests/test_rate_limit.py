@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from patient_search.app import create_app
 from patient_search.errors import RateLimited
 from patient_search.rate_limit import LocalBuckets, RateLimiter
-from tests.cache.conftest import PrivateRedis, free_port
 from tests.conftest import make_settings
 from tests.factories import bearer, new_clinic_id
+from tests.private_servers import PrivateRedis, free_port
 
 
 class FakeClock:

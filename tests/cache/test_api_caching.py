@@ -10,21 +10,9 @@ import pytest
 from fastapi import FastAPI
 
 from patient_search.app import create_app
-from patient_search.db.statements import QueryObserver
 from tests.conftest import make_settings
 from tests.factories import bearer, new_clinic_id, patient_body
-
-
-class CountingObserver:
-    """Counts statements by name, then passes them on."""
-
-    def __init__(self, inner: QueryObserver) -> None:
-        self.inner = inner
-        self.counts: Counter[str] = Counter()
-
-    def observe(self, name: str, seconds: float, rows: int) -> None:
-        self.counts[name] += 1
-        self.inner.observe(name, seconds, rows)
+from tests.instruments import CountingObserver
 
 
 @pytest.fixture(scope="module")

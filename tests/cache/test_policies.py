@@ -23,8 +23,8 @@ from patient_search.cache.policies import (
 from patient_search.cache.resilience import GuardedBackend
 from patient_search.patients.schemas import Patient, PatientSummary
 from patient_search.search.schemas import SearchPage
-from tests.cache.conftest import PrivateRedis
 from tests.factories import new_clinic_id
+from tests.private_servers import PrivateRedis
 
 SECRET = "test-cache-key-secret"
 T = TypeVar("T")

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.cache.conftest import free_port
 from tests.factories import TEST_SECRET, bearer, new_clinic_id, patient_body
+from tests.private_servers import free_port
 
 WRITES = 25
 READERS = 6

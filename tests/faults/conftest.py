@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from patient_search.cli import migrate
-from tests.cache.conftest import PrivateRedis, free_port
 from tests.conftest import make_settings
+from tests.private_servers import free_port
 
 MIN_PG_MAJOR = 15
 PG_OS_USER = "postgres"
@@ -136,18 +136,6 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         except subprocess.CalledProcessError:
             pass  # not running
         shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis(free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.process is not None:
-            server.thaw()
-        server.stop()
 
 
 def report(line: str) -> None:

@@ -16,9 +16,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.cache.conftest import free_port
 from tests.factories import TEST_SECRET, bearer, new_clinic_id, patient_body
 from tests.faults.conftest import PrivatePostgres, report
+from tests.private_servers import free_port
 
 STARTUP_S = 30
 

@@ -11,30 +11,18 @@ import httpx
 import redis
 
 from patient_search.app import create_app
-from patient_search.db.statements import QueryObserver
-from tests.cache.conftest import PrivateRedis
 from tests.conftest import make_settings
 from tests.factories import bearer, new_clinic_id, patient_body
 from tests.faults.conftest import report
 from tests.faults.load import Load, Outcome, median_ms, percentile_ms
+from tests.instruments import CountingObserver
+from tests.private_servers import PrivateRedis
 
 PATIENTS = 8
 
 
 def kind(outcomes: list[Outcome], name: str) -> list[Outcome]:
     return [o for o in outcomes if o.kind == name]
-
-
-class CountingObserver:
-    """Counts statements by name, then passes them on."""
-
-    def __init__(self, inner: QueryObserver) -> None:
-        self.inner = inner
-        self.counts: Counter[str] = Counter()
-
-    def observe(self, name: str, seconds: float, rows: int) -> None:
-        self.counts[name] += 1
-        self.inner.observe(name, seconds, rows)
 
 
 async def test_redis_killed_and_restarted_under_load(
