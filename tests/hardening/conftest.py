@@ -14,7 +14,9 @@ from patient_search.app import create_app
 from patient_search.settings import Settings
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: a server thread left running would keep publishing its own
+# pool and loop gauges into the process-wide metrics that later tests read.
+@pytest.fixture(scope="package")
 def live_server(settings: Settings) -> Iterator[str]:
     """The app behind uvicorn on a free local port, with its own pool; its base URL.
 

@@ -45,7 +45,7 @@ schema = schemathesis.openapi.from_dict(
 ).exclude(path_regex="^/dev/")  # the dev sign-in exists only with ENV=dev, never in production
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def known_patient_ids(live_server: str) -> list[str]:
     """Patients of the fuzz clinic, so that id routes are fuzzed on real records too."""
     ids = []

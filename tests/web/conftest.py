@@ -69,7 +69,9 @@ class LiveServer:
         self._socket.close()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: a server thread left running would keep publishing its own
+# pool and loop gauges into the process-wide metrics that later tests read.
+@pytest.fixture(scope="package")
 def live_server(settings: Settings) -> Iterator[str]:
     """The base URL of a running server (ENV=dev, the test secret, the test database)."""
     server = LiveServer(settings)
