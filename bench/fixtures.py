@@ -60,20 +60,7 @@ def _sample(url: str, n: int, seed: int) -> list[relevance.Patient]:
     """A fixed pseudo-random sample of the clinic (the same rows for the same data and seed)."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(_SAMPLE_SQL, {"clinic": CLINIC, "salt": str(seed), "n": n}).fetchall()
-    return [
-        relevance.Patient(
-            id=r[0],
-            mrn=r[1],
-            first_name=r[2],
-            middle_name=r[3],
-            last_name=r[4],
-            date_of_birth=r[5],
-            email=r[6],
-            email_normalized=r[7],
-            phones=tuple((raw, e164) for raw, e164 in (r[8] or [])),
-        )
-        for r in rows
-    ]
+    return [relevance.patient_from_row(r) for r in rows]
 
 
 def _write_ids(url: str, path: Path, seed: int) -> None:

@@ -630,6 +630,22 @@ def prepare_database(patients: int, seed: int, database: str = DATABASE) -> Sett
     return settings
 
 
+def patient_from_row(r: tuple[Any, ...]) -> Patient:
+    """A Patient from a row of (id, mrn, first, middle, last, dob, email, email_normalized,
+    phones as [(raw, e164)])."""
+    return Patient(
+        id=r[0],
+        mrn=r[1],
+        first_name=r[2],
+        middle_name=r[3],
+        last_name=r[4],
+        date_of_birth=r[5],
+        email=r[6],
+        email_normalized=r[7],
+        phones=tuple((raw, e164) for raw, e164 in (r[8] or [])),
+    )
+
+
 def load_patients(url: str) -> list[Patient]:
     """Every live patient of the clinic, in MRN order (the order derive_queries samples)."""
     statement = """
@@ -644,20 +660,7 @@ def load_patients(url: str) -> list[Patient]:
     """
     with psycopg.connect(url) as conn:
         rows = conn.execute(statement, (CLINIC,)).fetchall()
-    return [
-        Patient(
-            id=r[0],
-            mrn=r[1],
-            first_name=r[2],
-            middle_name=r[3],
-            last_name=r[4],
-            date_of_birth=r[5],
-            email=r[6],
-            email_normalized=r[7],
-            phones=tuple((raw, e164) for raw, e164 in (r[8] or [])),
-        )
-        for r in rows
-    ]
+    return [patient_from_row(r) for r in rows]
 
 
 # ------------------------------------------------------------------------ engines
