@@ -131,3 +131,13 @@ def private_redis() -> Iterator[PrivateRedis]:
         if server.process is not None:
             server.thaw()
         server.stop()
+
+
+@pytest.fixture
+async def tiny_pool_app(database_url: str) -> AsyncIterator[FastAPI]:
+    """An app whose pool has one connection and gives up waiting for it after 0.3 s."""
+    app = create_app(
+        make_settings(database_url, db_pool_min=1, db_pool_max=1, db_pool_acquire_timeout_s=0.3)
+    )
+    async with app.router.lifespan_context(app):
+        yield app

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from patient_search.app import create_app
@@ -38,15 +36,6 @@ async def test_unknown_route_is_a_problem_document(client: httpx.AsyncClient) ->
     response = await client.get("/nope")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
-
-
-@pytest.fixture
-async def tiny_pool_app(database_url: str) -> AsyncIterator[FastAPI]:
-    app = create_app(
-        make_settings(database_url, db_pool_min=1, db_pool_max=1, db_pool_acquire_timeout_s=0.3)
-    )
-    async with app.router.lifespan_context(app):
-        yield app
 
 
 async def test_pool_exhaustion_is_a_quick_503_with_retry_after(tiny_pool_app: FastAPI) -> None:

@@ -136,15 +136,6 @@ def test_buckets_tell_the_slo_distinctions_apart(
     assert any(fast < bound < slow for bound in buckets)
 
 
-@pytest.fixture
-async def tiny_pool_app(database_url: str) -> AsyncIterator[FastAPI]:
-    app = create_app(
-        make_settings(database_url, db_pool_min=1, db_pool_max=1, db_pool_acquire_timeout_s=0.3)
-    )
-    async with app.router.lifespan_context(app):
-        yield app
-
-
 async def test_pool_gauges_and_acquire_histogram(tiny_pool_app: FastAPI) -> None:
     pool = tiny_pool_app.state.services.pool
     await pool.wait(timeout=5)

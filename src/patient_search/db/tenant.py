@@ -38,10 +38,7 @@ async def clinic_transaction(
         try:
             yield conn
         except BaseException:
-            try:
-                await conn.execute("ROLLBACK")
-            except psycopg.Error:
-                pass  # the connection is broken; the pool discards it
+            await _rollback_quietly(conn)
             raise
         await conn.execute("COMMIT")
 
@@ -71,8 +68,12 @@ async def clinic_write_once(
             await conn.execute(message)
         except BaseException:
             # A failed statement skips the rest of the message and leaves the transaction open.
-            try:
-                await conn.execute("ROLLBACK")
-            except psycopg.Error:
-                pass  # the connection is broken; the pool discards it
+            await _rollback_quietly(conn)
             raise
+
+
+async def _rollback_quietly(conn: AppConnection) -> None:
+    try:
+        await conn.execute("ROLLBACK")
+    except psycopg.Error:
+        pass  # the connection is broken; the pool discards it
