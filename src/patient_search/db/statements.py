@@ -79,6 +79,22 @@ class StatementRunner:
         self._observer.observe(statement.name, time.perf_counter() - started, len(rows))
         return rows
 
+    async def fetch_batch(self, queries: Sequence[tuple[Statement, Params]]) -> list[list[Row]]:
+        """The rows of several independent queries, sent together: one round trip in all.
+
+        Timed as one unit, under the statements' names joined by "+" (still no SQL text)."""
+        started = time.perf_counter()
+        async with self.conn.pipeline():
+            cursors = [
+                await self.conn.execute(statement.sql, params) for statement, params in queries
+            ]
+        results: list[list[Row]] = [
+            await cursor.fetchall() if cursor.description else [] for cursor in cursors
+        ]
+        name = "+".join(statement.name for statement, _ in queries)
+        self._observer.observe(name, time.perf_counter() - started, sum(map(len, results)))
+        return results
+
     async def fetch_one(self, statement: Statement, params: Params = None) -> Row | None:
         """The first row of a query, or None."""
         rows = await self.fetch_all(statement, params)

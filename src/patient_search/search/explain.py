@@ -167,6 +167,7 @@ def _shapes(sample: dict[str, Any]) -> list[tuple[str, Statement, dict[str, Any]
             },
         ),
         ("search.summaries", search_sql.SUMMARIES, {"ids": [sample["id"]], "statuses": statuses}),
+        ("search.name_keys", search_sql.NAME_KEYS, {"ids": [sample["id"]], "statuses": statuses}),
     ]
 
 

@@ -56,6 +56,7 @@ class TokenCandidates:
     typo: set[str] = field(default_factory=set)
     prefix: set[str] = field(default_factory=set)
     similar: set[str] = field(default_factory=set)  # beyond the typo budget, by trigrams
+    known: bool = False  # the token is itself a term of the clinic's vocabulary
 
     @classmethod
     def for_token(cls, token: str) -> TokenCandidates:

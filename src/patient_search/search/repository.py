@@ -33,6 +33,13 @@ SUMMARIES = Statement(
     " WHERE p.id = ANY(%(ids)s::uuid[]) AND p.deleted_at IS NULL"
     " AND p.status = ANY(%(statuses)s::text[])",
 )
+# What ranking reads of a candidate (as search_name_candidates returns it), through RLS.
+NAME_KEYS = Statement(
+    "search.name_keys",
+    "SELECT id, name_terms, first_key, last_key, date_of_birth FROM patients"
+    " WHERE id = ANY(%(ids)s::uuid[]) AND deleted_at IS NULL"
+    " AND status = ANY(%(statuses)s::text[])",
+)
 IDENTIFIERS = Statement(
     "search.identifiers",
     """
@@ -169,7 +176,13 @@ class SearchRepository:
             return []
         return await self._db.fetch_all(SUMMARIES, {"ids": ids, "statuses": statuses})
 
-    async def identifiers(
+    async def name_keys(self, ids: list[uuid.UUID], statuses: list[str]) -> list[Row]:
+        """Ranking fields of live patients among `ids`."""
+        if not ids:
+            return []
+        return await self._db.fetch_all(NAME_KEYS, {"ids": ids, "statuses": statuses})
+
+    async def identifiers_and_terms(
         self,
         *,
         mrns: list[str],
@@ -177,37 +190,40 @@ class SearchRepository:
         phones: list[str],
         phone_suffix: str | None,
         dates: list[dt.date],
-    ) -> dict[str, set[uuid.UUID]]:
-        """Patients holding any of the identifiers, by kind."""
-        rows = await self._db.fetch_all(
-            IDENTIFIERS, {"mrns": mrns, "emails": emails, "phones": phones, "dates": dates}
-        )
-        found: dict[str, set[uuid.UUID]] = {}
-        for row in rows:
-            found.setdefault(row["kind"], set()).add(row["id"])
+        keys: list[str],
+        prefixes: list[str],
+        per_prefix: int,
+    ) -> tuple[dict[str, set[uuid.UUID]], list[tuple[str, str, str]]]:
+        """Patients holding any of the identifiers, by kind; and (kind, probe, term) for every
+        vocabulary term a key or a prefix leads to. Independent reads: one round trip."""
+        queries: list[tuple[Statement, dict[str, Any]]] = [
+            (IDENTIFIERS, {"mrns": mrns, "emails": emails, "phones": phones, "dates": dates})
+        ]
         if phone_suffix:
             # Phones are stored reversed too, so "ends with" is a prefix range.
             lo = phone_suffix[::-1]
-            suffix_rows = await self._db.fetch_all(PHONE_SUFFIX, {"lo": lo, "hi": lo + TOP})
-            found["phone_suffix"] = {row["id"] for row in suffix_rows}
-        return found
-
-    async def vocabulary(
-        self, keys: list[str], prefixes: list[str], per_prefix: int
-    ) -> list[tuple[str, str, str]]:
-        """(kind, probe, term) for every vocabulary term a key or a prefix leads to."""
-        if not keys and not prefixes:
-            return []
-        rows = await self._db.fetch_all(
-            VOCABULARY,
-            {
-                "keys": keys,
-                "prefixes": prefixes,
-                "uppers": [prefix + TOP for prefix in prefixes],
-                "per_prefix": per_prefix,
-            },
-        )
-        return [(row["kind"], row["probe"], row["term"]) for row in rows]
+            queries.append((PHONE_SUFFIX, {"lo": lo, "hi": lo + TOP}))
+        if keys or prefixes:
+            uppers = [prefix + TOP for prefix in prefixes]
+            queries.append(
+                (
+                    VOCABULARY,
+                    {
+                        "keys": keys,
+                        "prefixes": prefixes,
+                        "uppers": uppers,
+                        "per_prefix": per_prefix,
+                    },
+                )
+            )
+        results = iter(await self._db.fetch_batch(queries))
+        found: dict[str, set[uuid.UUID]] = {}
+        for row in next(results):
+            found.setdefault(row["kind"], set()).add(row["id"])
+        if phone_suffix:
+            found["phone_suffix"] = {row["id"] for row in next(results)}
+        terms = [(row["kind"], row["probe"], row["term"]) for row in next(results, [])]
+        return found, terms
 
     async def name_candidates(
         self, groups: list[list[str]], statuses: list[str], cap: int

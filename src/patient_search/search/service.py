@@ -44,6 +44,12 @@ CANDIDATE_CAP = 1000
 PARTIAL_TERMS_PER_TOKEN = 8
 PARTIAL_PER_TERM = 10
 SIMILAR_TERMS_PER_TOKEN = 10
+# The trigram tier looks for what a garbled token may stand for: only tokens of 4+ letters
+# that are no name of the clinic. Shorter ones are noise — "de" shares a trigram with every
+# "de…" term (similarity ≥ 0.3 for "dean") — and a token that is a clinic's name was most
+# likely typed as meant. Measured at 1M patients: the tier was the costliest statement
+# (mean 2.6 ms, 7–11 ms for queries with particles such as "de la").
+MIN_SIMILAR_LENGTH = 4
 TOTAL_CAP = 1000
 PREFIX_TERMS_PER_TOKEN = 64
 MIN_PHONETIC_LENGTH = 3
@@ -89,13 +95,18 @@ class SearchService:
         filters: dict[str, set[uuid.UUID]] = {}
         explicit_phone = criteria.phone and normalize_phone(criteria.phone, self._region)
         suffix = phone_digits(criteria.phone) if criteria.phone and not explicit_phone else None
-        found = await self._repo.identifiers(
+        probes = _vocabulary_probes(tokens)
+        found, terms = await self._repo.identifiers_and_terms(
             mrns=parsed.mrns + ([criteria.mrn] if criteria.mrn else []),
             emails=parsed.emails + ([normalize_email(criteria.email)] if criteria.email else []),
             phones=parsed.phones + ([explicit_phone] if explicit_phone else []),
             phone_suffix=suffix,
             dates=parsed.dates + ([criteria.date_of_birth] if criteria.date_of_birth else []),
+            keys=sorted(probes),
+            prefixes=sorted({c.token for c in tokens}),
+            per_prefix=PREFIX_TERMS_PER_TOKEN,
         )
+        _expand(tokens, probes, terms)
         mrn_hits = found.get("mrn", set())
         # Explicit parameters and typed identifiers filter (AND across kinds); an MRN typed in
         # the box is only a candidate, ranked first when it exists.
@@ -110,7 +121,6 @@ class SearchService:
         if criteria.date_of_birth or parsed.dates or parsed.invalid_dates:
             filters["dob"] = found.get("dob", set())
 
-        await self._expand(tokens)
         if filters:
             ranked = await self._filtered(filters, mrn_hits, tokens, parsed.comma_last, statuses)
         elif not tokens:
@@ -120,43 +130,6 @@ class SearchService:
         else:
             ranked = await self._names(tokens, parsed.comma_last, statuses, need, mrn_hits)
         return await self._page(ranked, criteria, after, fingerprint, statuses)
-
-    async def _expand(self, tokens: list[TokenCandidates]) -> None:
-        """Fill in each token's prefix, phonetic and typo terms from the clinic's vocabulary."""
-        if not tokens:
-            return
-        keys: dict[str, list[TokenCandidates]] = {}
-        for candidates in tokens:
-            token = candidates.token
-            probes = phonetic_codes(token)
-            budget = typo_budget(token)
-            if budget:
-                probes |= deletion_keys(token, budget)
-            for probe in probes:
-                keys.setdefault(probe, []).append(candidates)
-        prefixes = sorted({c.token for c in tokens})
-        rows = await self._repo.vocabulary(sorted(keys), prefixes, PREFIX_TERMS_PER_TOKEN)
-        for kind, probe, term in rows:
-            if kind == "prefix":
-                for candidates in tokens:
-                    if candidates.token == probe and term != probe:
-                        candidates.prefix.add(term)
-                continue
-            for candidates in keys.get(probe, []):
-                token = candidates.token
-                if term == token:
-                    continue
-                if probe.isupper():
-                    # A shared Double Metaphone code alone is too loose: codes of very short
-                    # names (initials, "Jay" ~ "Y") and of common ones ("Garcia" ~ "Cruz",
-                    # "Chris") match far too much. Keep sound-alikes that also look alike.
-                    if (
-                        min(len(token), len(term)) >= MIN_PHONETIC_LENGTH
-                        and fuzz.ratio(token, term) >= MIN_PHONETIC_SPELLING
-                    ):
-                        candidates.phonetic.add(term)
-                elif OSA.distance(token, term) <= typo_budget(token):
-                    candidates.typo.add(term)
 
     async def _identified(self, mrn_hits: set[uuid.UUID], statuses: list[str]) -> _Ranked:
         rows = await self._repo.summaries(sorted(mrn_hits), statuses)
@@ -219,10 +192,11 @@ class SearchService:
         expanded = [sorted(c.all_terms()) for c in tokens]
         if len(rows) < need and exact and expanded != [[c.token] for c in tokens]:
             await gather(expanded, CANDIDATE_CAP)
-        if len(rows) < need and exact:
-            for token, term in await self._repo.similar_terms(
-                [c.token for c in tokens], SIMILAR_TERMS_PER_TOKEN
-            ):
+        garbled = sorted(
+            {c.token for c in tokens if len(c.token) >= MIN_SIMILAR_LENGTH and not c.known}
+        )
+        if len(rows) < need and exact and garbled:
+            for token, term in await self._repo.similar_terms(garbled, SIMILAR_TERMS_PER_TOKEN):
                 for candidates in tokens:
                     if candidates.token == token and term not in candidates.all_terms():
                         candidates.similar.add(term)
@@ -265,7 +239,8 @@ class SearchService:
             if posting.patient_id not in rows and len(found) < need:
                 found.append(posting.patient_id)
         ids = sorted({patient_id for found in per_token.values() for patient_id in found})
-        for row in await self._repo.summaries(ids, statuses):
+        # Ranking needs the name keys only; `_page` reads what is shown for one page.
+        for row in await self._repo.name_keys(ids, statuses):
             rows.setdefault(row["id"], row)
 
     async def _single_token(
@@ -362,6 +337,53 @@ class SearchService:
             total_exact=ranked.exact,
             next_cursor=next_cursor,
         )
+
+
+def _vocabulary_probes(tokens: list[TokenCandidates]) -> dict[str, list[TokenCandidates]]:
+    """The phonetic codes and typo keys of the tokens, each with the tokens it came from."""
+    probes: dict[str, list[TokenCandidates]] = {}
+    for candidates in tokens:
+        token = candidates.token
+        keys = phonetic_codes(token)
+        budget = typo_budget(token)
+        if budget:
+            keys |= deletion_keys(token, budget)
+        for key in keys:
+            probes.setdefault(key, []).append(candidates)
+    return probes
+
+
+def _expand(
+    tokens: list[TokenCandidates],
+    probes: dict[str, list[TokenCandidates]],
+    terms: list[tuple[str, str, str]],
+) -> None:
+    """Fill in each token's prefix, phonetic and typo terms from the clinic's vocabulary."""
+    for kind, probe, term in terms:
+        if kind == "prefix":
+            for candidates in tokens:
+                if candidates.token != probe:
+                    continue
+                if term == probe:
+                    candidates.known = True
+                else:
+                    candidates.prefix.add(term)
+            continue
+        for candidates in probes.get(probe, []):
+            token = candidates.token
+            if term == token:
+                continue
+            if probe.isupper():
+                # A shared Double Metaphone code alone is too loose: codes of very short
+                # names (initials, "Jay" ~ "Y") and of common ones ("Garcia" ~ "Cruz",
+                # "Chris") match far too much. Keep sound-alikes that also look alike.
+                if (
+                    min(len(token), len(term)) >= MIN_PHONETIC_LENGTH
+                    and fuzz.ratio(token, term) >= MIN_PHONETIC_SPELLING
+                ):
+                    candidates.phonetic.add(term)
+            elif OSA.distance(token, term) <= typo_budget(token):
+                candidates.typo.add(term)
 
 
 def _bucket_open(after: SortKey | None, bucket: tuple[Rung, int]) -> bool:
