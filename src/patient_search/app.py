@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from patient_search.audit.trail import AccessTrail
+from patient_search.auth.tokens import TokenVerifier
 from patient_search.cache.build import build_patient_cache, describe_backend
 from patient_search.db.pool import build_pool
 from patient_search.limits import BodySizeLimit, Utf8Url
@@ -52,6 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cache=cache,
             access_trail=access_trail,
             search_limiter=search_limiter,
+            tokens=TokenVerifier(
+                settings.effective_jwt_secret,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+            ),
         )
         try:
             yield

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
 from patient_search.audit.trail import AccessTrail
+from patient_search.auth.tokens import TokenVerifier
 from patient_search.cache.policies import PatientCache
 from patient_search.db.pool import AppConnection
 from patient_search.db.statements import QueryObserver
@@ -26,6 +27,7 @@ class AppState:
     cache: PatientCache
     access_trail: AccessTrail
     search_limiter: RateLimiter
+    tokens: TokenVerifier
 
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a thread

@@ -11,7 +11,14 @@ import jwt
 import orjson
 import pytest
 
-from patient_search.auth.tokens import InvalidToken, issue_token, verify_token
+from patient_search.auth import tokens
+from patient_search.auth.tokens import (
+    LEEWAY_S,
+    InvalidToken,
+    TokenVerifier,
+    issue_token,
+    verify_token,
+)
 from tests.factories import TEST_SECRET, bearer
 
 
@@ -114,3 +121,33 @@ class TestHttp:
         no_scope = bearer(clinic, scopes="")
         response = await client.get(f"/v1/patients/{uuid.uuid4()}", headers=no_scope)
         assert response.status_code == 403
+
+
+class TestTokenVerifier:
+    def test_a_remembered_token_is_verified_again_once_it_expires(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        verifier = TokenVerifier(TEST_SECRET)
+        token = issue_token(TEST_SECRET, clinic_id="c-1", user_id="desk", ttl_s=60)
+        assert verifier.verify(token).clinic_id == "c-1"
+        checks: list[str] = []
+
+        def expired(*args: object) -> None:
+            checks.append("verified")
+            raise InvalidToken("the token has expired")
+
+        monkeypatch.setattr(tokens, "_verify", expired)
+        assert verifier.verify(token).user_id == "desk"  # still valid: from memory
+        assert checks == []
+        later = time.time() + 60 + LEEWAY_S + 1
+        monkeypatch.setattr(time, "time", lambda: later)
+        with pytest.raises(InvalidToken, match="expired"):
+            verifier.verify(token)
+        assert checks == ["verified"]
+
+    def test_a_token_of_another_secret_is_never_remembered_as_valid(self) -> None:
+        verifier = TokenVerifier(TEST_SECRET)
+        forged = issue_token("another-secret-of-enough-length-000", clinic_id="c-1", user_id="x")
+        for _ in range(2):
+            with pytest.raises(InvalidToken):
+                verifier.verify(forged)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests.factories import bearer, new_clinic_id
+from tests.instruments import CountingObserver
 
 ROSTER: list[dict[str, Any]] = [
     {
@@ -96,6 +99,16 @@ def search(client: httpx.AsyncClient, roster: tuple[dict[str, str], dict[str, st
     return run
 
 
+@pytest.fixture
+def statements(app: FastAPI) -> Iterator[Counter[str]]:
+    """Statements the app runs during the test, by name."""
+    state = app.state.services
+    counting = CountingObserver(state.query_observer)
+    state.query_observer = counting
+    yield counting.counts
+    state.query_observer = counting.inner
+
+
 def mrns(body: dict[str, Any]) -> list[str]:
     return [item["mrn"] for item in body["items"]]
 
@@ -157,6 +170,17 @@ class TestLadder:
         body = await search(q="alexander hxmxltxn")
         assert "A-108" in mrns(body)
         assert body["items"][0]["match"] == "fuzzy"
+
+    async def test_trigram_tier_only_for_tokens_no_patient_has(
+        self, search: Search, statements: Counter[str]
+    ) -> None:
+        # Every token is a name of the clinic (or too short to garble): no trigram search,
+        # though fewer than a page of patients match.
+        await search(q="john smith")
+        await search(q="de la smith")
+        assert statements["search.similar_terms"] == 0
+        await search(q="johm smith")
+        assert statements["search.similar_terms"] == 1
 
 
 class TestOmnibox:

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from patient_search.auth.dependencies import Reader, Writer
+from patient_search.auth.tokens import Principal
 from patient_search.db.statements import StatementRunner
 from patient_search.db.tenant import clinic_transaction
 from patient_search.state import AppState, State
@@ -30,20 +31,24 @@ async def write_transaction(principal: Writer, state: State) -> AsyncIterator[St
 
 
 class ClinicReader:
-    """Opens READ ONLY clinic transactions on demand: a cache hit takes no connection."""
+    """Opens READ ONLY clinic transactions on demand: a cache hit takes no connection.
 
-    def __init__(self, state: AppState, clinic_id: str) -> None:
-        self._state = state
-        self.clinic_id = clinic_id
+    Carries the caller and the worker's state too, so a read route needs this dependency
+    and no other (each dependency FastAPI solves costs CPU on the hottest routes)."""
+
+    def __init__(self, state: AppState, principal: Principal) -> None:
+        self.state = state
+        self.principal = principal
+        self.clinic_id = principal.clinic_id
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[StatementRunner]:
-        async with clinic_transaction(self._state.pool, self.clinic_id, "read") as conn:
-            yield StatementRunner(conn, self._state.query_observer)
+        async with clinic_transaction(self.state.pool, self.clinic_id, "read") as conn:
+            yield StatementRunner(conn, self.state.query_observer)
 
 
-async def clinic_reader(principal: Reader, state: State) -> ClinicReader:
-    return ClinicReader(state, principal.clinic_id)
+async def clinic_reader(principal: Reader, request: Request) -> ClinicReader:
+    return ClinicReader(request.app.state.services, principal)
 
 
 # scope="function": the transaction commits before the response leaves, so a client that

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Response, status
 
 from patient_search.audit.recorders import ViewAudit, WriteAudit
 from patient_search.audit.repository import AuditRepository
-from patient_search.auth.dependencies import Reader, Writer
+from patient_search.auth.dependencies import Writer
 from patient_search.auth.tokens import Principal
 from patient_search.db.dependencies import OnDemandReadDb, WriteDb
 from patient_search.errors import InvalidRequest
@@ -40,8 +40,11 @@ def _service(db: WriteDb, principal: Principal, state: State) -> PatientService:
     )
 
 
-def _lookup(reader: OnDemandReadDb, principal: Principal, state: State) -> PatientLookup:
-    audit = ViewAudit(state.access_trail, reader.clinic_id, principal.user_id, request_id.get())
+def _lookup(reader: OnDemandReadDb) -> PatientLookup:
+    state = reader.state
+    audit = ViewAudit(
+        state.access_trail, reader.clinic_id, reader.principal.user_id, request_id.get()
+    )
     return PatientLookup(state.cache, reader, state.settings.phone_region, audit)
 
 
@@ -76,15 +79,9 @@ async def create_patient(
 
 
 @router.get("/{patient_id}", response_model=Patient, responses=problem_responses(404))
-async def get_patient(
-    patient_id: uuid.UUID,
-    principal: Reader,
-    reader: OnDemandReadDb,
-    state: State,
-    response: Response,
-) -> Patient:
+async def get_patient(patient_id: uuid.UUID, reader: OnDemandReadDb, response: Response) -> Patient:
     """One patient of the caller's clinic (served from the profile cache when it can be)."""
-    patient = await _lookup(reader, principal, state).profile(patient_id)
+    patient = await _lookup(reader).profile(patient_id)
     response.headers["ETag"] = _etag(patient)
     response.headers["Cache-Control"] = NO_STORE
     return patient
@@ -94,14 +91,10 @@ async def get_patient(
     "/{patient_id}/summary", response_model=PatientSummary, responses=problem_responses(404)
 )
 async def get_patient_summary(
-    patient_id: uuid.UUID,
-    principal: Reader,
-    reader: OnDemandReadDb,
-    state: State,
-    response: Response,
+    patient_id: uuid.UUID, reader: OnDemandReadDb, response: Response
 ) -> PatientSummary:
     """The small record appointment lists need: name, date of birth, MRN, status, phones."""
-    summary = await _lookup(reader, principal, state).summary(patient_id)
+    summary = await _lookup(reader).summary(patient_id)
     response.headers["ETag"] = f'"{summary.version}"'
     response.headers["Cache-Control"] = NO_STORE
     return summary

@@ -4,37 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from patient_search.auth.dependencies import Reader
 from patient_search.db.dependencies import OnDemandReadDb
 from patient_search.problems import problem_responses
 from patient_search.search.cursor import CursorCodec
 from patient_search.search.schemas import SearchCriteria, SearchPage
 from patient_search.search.service import CachedSearch
-from patient_search.state import State
 
 router = APIRouter(prefix="/v1/patients", tags=["search"])
 
 
-async def limit_search(principal: Reader, state: State) -> None:
-    """429 with Retry-After when the user (token sub, in the clinic) searches too often."""
-    await state.search_limiter.check(principal.clinic_id, principal.user_id)
-
-
-@router.get(
-    "",
-    response_model=SearchPage,
-    responses=problem_responses(429),
-    dependencies=[Depends(limit_search)],
-)
+@router.get("", response_model=SearchPage, responses=problem_responses(429))
 async def search_patients(
-    criteria: Annotated[SearchCriteria, Query()],
-    reader: OnDemandReadDb,
-    state: State,
-    response: Response,
+    criteria: Annotated[SearchCriteria, Query()], reader: OnDemandReadDb, response: Response
 ) -> SearchPage:
     """Find patients of the caller's clinic by name, phone, email, date of birth or MRN."""
+    state = reader.state
+    # 429 with Retry-After when the user (token sub, in the clinic) searches too often.
+    await state.search_limiter.check(reader.clinic_id, reader.principal.user_id)
     search = CachedSearch(
         state.cache,
         reader,
