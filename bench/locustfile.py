@@ -11,8 +11,8 @@
 Inputs (environment): BENCH_FIXTURES (fixtures.py's JSON), BENCH_TOKENS (a JSON list of bearer
 tokens, one per simulated user: the search rate limit is per user),
 BENCH_SAMPLES (every request is written there as CSV when locust quits), BENCH_ENDPOINT,
-BENCH_ZIPF_S, BENCH_CHECKIN_PACING_S, BENCH_SEARCH_LIMIT, BENCH_SEARCH_HOT (1: only the fixtures'
-hot_searches).
+BENCH_ZIPF_S, BENCH_ZIPF_PATIENTS (the day's roster; 0: the whole clinic), BENCH_CHECKIN_PACING_S,
+BENCH_SEARCH_LIMIT, BENCH_SEARCH_HOT (1: only the fixtures' hot_searches).
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def zipf_ranks() -> tuple[list[str], np.ndarray]:
     """The popularity-ordered ids and the cumulative Zipf distribution over their ranks."""
     with open(fixtures()["ids_path"], encoding="ascii") as handle:
         ids = handle.read().split()
+    # The day's roster: the first BENCH_ZIPF_PATIENTS ids of the fixed random order (all when 0).
+    roster = int(os.environ.get("BENCH_ZIPF_PATIENTS", "0"))
+    ids = ids[:roster] if roster > 0 else ids
     weights = 1.0 / np.arange(1, len(ids) + 1) ** float(os.environ.get("BENCH_ZIPF_S", "1.1"))
     cdf = np.cumsum(weights)
     return ids, cdf / cdf[-1]
