@@ -746,15 +746,16 @@ METHOD = """\
   no parallel workers (the service's session settings). The seed's design had a GIN full-text
   index; it is created in the benchmark databases only (`bench_seed_fts`), so the seed runs with
   it. The naive ILIKE has no index (that is what makes it naive).
-- **Zipf lookups.** 50 clients, each looking a patient up every 0.2 s; patient popularity follows
-  Zipf over a day's roster — the first `ZIPF_PATIENTS` (1,000) ids of a fixed random order of the
-  clinic, the day's appointments — not over the whole clinic, where most look-ups would be first
-  sightings no cache can hit (measured at 1M: 56.1 % hits against a 56.4 % share of repeats).
-  The clinic's cache keys are dropped just before; the first `zipf_warmup_s` of the run fill the
-  cache as the day's first minutes would and are not measured: the hit ratio is the profile
-  cache's counters after it. With a 300 s profile lifetime longer than the run and no writes, the
-  first request of each patient is a miss and every repeat a hit: that split gives the cached and
-  uncached latencies. The plot shows the share of repeats over the whole run, cold start included.
+- **Zipf lookups.** 50 clients, each looking a patient up at Poisson times 0.2 s apart on average
+  (not in step with one another); patient popularity follows Zipf over a day's roster — the first
+  `ZIPF_PATIENTS` (1,000) ids of a fixed random order of the clinic, the day's appointments — not
+  over the whole clinic, where most look-ups would be first sightings no cache can hit (measured at
+  1M: 56.1 % hits against a 56.4 % share of repeats). The clinic's cache keys are dropped just
+  before; the first `zipf_warmup_s` of the run fill the cache as the day's first minutes would and
+  are not measured: the hit ratio is the profile cache's counters after it. With a 300 s profile
+  lifetime longer than the run and no writes, the first request of each patient is a miss and every
+  repeat a hit: that split gives the cached and uncached latencies. The plot shows the share of
+  repeats over the whole run, cold start included.
 - **Overload.** A server whose pool has 2 connections per worker and a 0.5 s acquire timeout,
   driven by 100 closed-loop clients with uncached searches. Pass: some requests get 503, every 503
   carries Retry-After, nothing else fails, nothing is still waiting when the run ends (Locust's

@@ -55,7 +55,8 @@ CACHED = ServerConfig("cached")
 UNCACHED = ServerConfig("uncached", cache_enabled=False)
 OVERLOAD = ServerConfig("overload", cache_enabled=False, pool_max=2, acquire_timeout_s=0.5)
 CONCURRENCY = 50
-# Each check-in client looks a patient up every 0.2 s (50 clients: ~250 lookups/s offered).
+# Each check-in client looks a patient up 0.2 s apart on average, at Poisson times (50 clients:
+# ~250 lookups/s offered).
 CHECKIN_PACING_S = 0.2
 ZIPF_S = 1.1
 # Popularity is over a day's patients, not the whole clinic: a day of check-ins touches the
