@@ -167,6 +167,9 @@ def targets(results: Results) -> list[Target]:
     p99 = med(results, big, f"paced-{top}", "endpoints", "search", "p99")
     per_user = med(results, big, f"paced-{top}", "endpoints", "search", "per_s")
     lookup_db = med(results, big, f"paced-{top}-uncached", "service", "lookup_db_p99_ms")
+    db_max = med(results, big, f"paced-{top}-uncached", "database_side", "max_ms")
+    db_mean = med(results, big, f"paced-{top}-uncached", "database_side", "mean_ms")
+    db_calls = med(results, big, f"paced-{top}-uncached", "database_side", "calls")
     cached_vs_health = ratio(
         results,
         big,
@@ -204,9 +207,18 @@ def targets(results: Results) -> list[Target]:
         Target(
             "lookup by id, database time p99",
             "≤ 2 ms",
-            f"{ms(lookup_db)} ms",
-            _check(lookup_db, lambda v: v <= 2),
-            _at(big, None) + f", `patient.get` statement histogram, {top} paced users, cache off",
+            f"≤ {ms(db_max)} ms" if db_max is not None else f"{ms(lookup_db)} ms",
+            _check(db_max if db_max is not None else lookup_db, lambda v: v <= 2),
+            _at(big, None)
+            + f", {top} paced users, cache off: "
+            + (
+                f"PostgreSQL's own execution time (pg_stat_statements) of {rate(db_calls)} "
+                f"lookups, mean {ms(db_mean)} ms, max {ms(db_max)} ms (the max bounds the p99); "
+                if db_max is not None
+                else ""
+            )
+            + f"the service's `patient.get` histogram p99, which adds the worker's event-loop "
+            f"wait, {ms(lookup_db)} ms",
         ),
         Target(
             "cached lookup throughput ÷ /healthz, 50 closed-loop clients",

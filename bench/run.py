@@ -29,7 +29,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ import redis
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).parent))
+import database_side  # noqa: E402
 import dataset  # noqa: E402
 import fixtures  # noqa: E402
 import plots  # noqa: E402
@@ -251,6 +252,7 @@ class Session:
         repeat: int,
         phase: str,
         load: Load,
+        after: Callable[[], dict[str, Any]] | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
         log(f"{size:,} #{repeat} {phase}: {load.user_class} × {load.users} for {load.duration_s} s")
@@ -266,6 +268,8 @@ class Session:
             run["zipf"] = _zipf_split(result.samples, warmup_s)
         if phase == "overload":
             run["overload"] = _overload(result.samples)
+        if after is not None:
+            run.update(after())
         self.record(size, repeat, phase, server.config.label, run)
         return run
 
@@ -367,8 +371,11 @@ class Stage:
     data: Path
     repeat: int
 
-    def run(self, phase: str, load: Load) -> None:
-        self.session.locust(self.server, self.data, self.size, self.repeat, phase, load)
+    def run(
+        self, phase: str, load: Load, after: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
+        """`after`: read once the load has stopped, recorded with the run."""
+        self.session.locust(self.server, self.data, self.size, self.repeat, phase, load, after)
 
 
 def with_cache(target: Stage) -> None:
@@ -393,7 +400,14 @@ def without_cache(target: Stage) -> None:
     target.run("max-search-uncached", closed("search", plan.closed_s))
     target.run("zipf-uncached", checkin(plan.zipf_s))
     top = max(plan.levels)
-    target.run(f"paced-{top}-uncached", front_desk(top, plan.paced_s))
+    # PostgreSQL's own timing of the profile lookups of this run, beside the service's.
+    url = target.server.database_url
+    counted = database_side.reset(url)
+    target.run(
+        f"paced-{top}-uncached",
+        front_desk(top, plan.paced_s),
+        after=lambda: {"database_side": database_side.profile_reads(url) if counted else None},
+    )
 
 
 def database_only(session: Session, ds: dataset.Dataset, data: Path, repeat: int) -> None:

@@ -30,7 +30,8 @@ from patient_search.settings import Settings
 REPO = Path(__file__).resolve().parents[1]
 LOG_DIR = REPO / ".data" / "bench" / "logs"
 READY_TIMEOUT_S = 60.0
-WORKERS = 2
+# The process model under test (`BENCH_WORKERS`): one worker per core by default.
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 # One token per simulated person (the search rate limit is per user): more than any run uses.
 TOKENS = 256
 # The per-user search limit stays on (its Redis round trip is part of every search) but above
@@ -81,6 +82,7 @@ class Server:
     """A running `patient-search serve`; use as a context manager."""
 
     def __init__(self, config: ServerConfig, database_url: str, clinic_id: str) -> None:
+        self.database_url = database_url
         self.config = config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
