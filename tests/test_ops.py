@@ -32,6 +32,23 @@ async def test_openapi_document_is_served(client: httpx.AsyncClient) -> None:
     assert "/v1/patients/{patient_id}" in response.json()["paths"]
 
 
+async def test_every_patient_operation_declares_the_bearer_scheme(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    [scheme] = document["components"]["securitySchemes"]
+    assert document["components"]["securitySchemes"][scheme]["scheme"] == "bearer"
+    operations = [
+        (method, path, operation)
+        for path, methods in document["paths"].items()
+        if path.startswith("/v1/")
+        for method, operation in methods.items()
+    ]
+    assert len(operations) == 6
+    for method, path, operation in operations:
+        assert operation.get("security") == [{scheme: []}], (method, path)
+
+
 async def test_unknown_route_is_a_problem_document(client: httpx.AsyncClient) -> None:
     response = await client.get("/nope")
     assert response.status_code == 404

@@ -18,9 +18,11 @@ from patient_search.state import AppState
 
 # Declares the scheme in the OpenAPI document; the header is checked below, with our own 401.
 _BEARER = HTTPBearer(auto_error=False, description="A JWT from `patient-search token`")
+# For routes that authenticate without `Reader`/`Writer`: the same declaration, by name.
+BEARER_REQUIRED: dict[str, object] = {"security": [{_BEARER.scheme_name: []}]}
 
 
-def _authenticate(request: Request, required_scope: str) -> Principal:
+def authenticate(request: Request, required_scope: str) -> Principal:
     """The caller named by the request's bearer token, holding `required_scope`.
 
     401 when there is no valid token, 403 when it lacks the scope."""
@@ -47,7 +49,7 @@ def _requiring(scope: str) -> object:
         request: Request,
         _declared: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
     ) -> Principal:
-        return _authenticate(request, scope)
+        return authenticate(request, scope)
 
     return Depends(principal_with_scope)
 

@@ -8,8 +8,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from patient_search.auth.dependencies import Reader, Writer
-from patient_search.auth.tokens import Principal
+from patient_search.auth.dependencies import Reader, Writer, authenticate
+from patient_search.auth.tokens import READ_SCOPE, Principal
 from patient_search.db.statements import StatementRunner
 from patient_search.db.tenant import clinic_transaction
 from patient_search.state import AppState, State
@@ -47,8 +47,13 @@ class ClinicReader:
             yield StatementRunner(conn, self.state.query_observer)
 
 
-async def clinic_reader(principal: Reader, request: Request) -> ClinicReader:
-    return ClinicReader(request.app.state.services, principal)
+async def clinic_reader(request: Request) -> ClinicReader:
+    """The caller (holding the read scope) and its clinic's on-demand transactions.
+
+    Authenticates by itself rather than through `Reader`: one dependency node instead of
+    three on the hottest routes (decision 0012); they declare the bearer scheme with
+    `BEARER_REQUIRED` for the OpenAPI document."""
+    return ClinicReader(request.app.state.services, authenticate(request, READ_SCOPE))
 
 
 # scope="function": the transaction commits before the response leaves, so a client that

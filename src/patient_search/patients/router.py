@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Response, status
 
 from patient_search.audit.recorders import ViewAudit, WriteAudit
 from patient_search.audit.repository import AuditRepository
-from patient_search.auth.dependencies import Writer
+from patient_search.auth.dependencies import BEARER_REQUIRED, Writer
 from patient_search.auth.tokens import Principal
 from patient_search.db.dependencies import OnDemandReadDb, WriteDb
 from patient_search.errors import InvalidRequest
@@ -78,7 +78,12 @@ async def create_patient(
     return patient
 
 
-@router.get("/{patient_id}", response_model=Patient, responses=problem_responses(404))
+@router.get(
+    "/{patient_id}",
+    response_model=Patient,
+    responses=problem_responses(404),
+    openapi_extra=BEARER_REQUIRED,
+)
 async def get_patient(patient_id: uuid.UUID, reader: OnDemandReadDb, response: Response) -> Patient:
     """One patient of the caller's clinic (served from the profile cache when it can be)."""
     patient = await _lookup(reader).profile(patient_id)
@@ -88,7 +93,10 @@ async def get_patient(patient_id: uuid.UUID, reader: OnDemandReadDb, response: R
 
 
 @router.get(
-    "/{patient_id}/summary", response_model=PatientSummary, responses=problem_responses(404)
+    "/{patient_id}/summary",
+    response_model=PatientSummary,
+    responses=problem_responses(404),
+    openapi_extra=BEARER_REQUIRED,
 )
 async def get_patient_summary(
     patient_id: uuid.UUID, reader: OnDemandReadDb, response: Response

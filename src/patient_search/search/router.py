@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from patient_search.auth.dependencies import BEARER_REQUIRED
 from patient_search.db.dependencies import OnDemandReadDb
 from patient_search.problems import problem_responses
 from patient_search.search.cursor import CursorCodec
@@ -15,7 +16,12 @@ from patient_search.search.service import CachedSearch
 router = APIRouter(prefix="/v1/patients", tags=["search"])
 
 
-@router.get("", response_model=SearchPage, responses=problem_responses(429))
+@router.get(
+    "",
+    response_model=SearchPage,
+    responses=problem_responses(429),
+    openapi_extra=BEARER_REQUIRED,
+)
 async def search_patients(
     criteria: Annotated[SearchCriteria, Query()], reader: OnDemandReadDb, response: Response
 ) -> SearchPage:
