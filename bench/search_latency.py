@@ -1,9 +1,10 @@
 """Database time per search at scale — the measure behind "every shape ≤ 15 ms p95 at 1M".
 
 Seeds one clinic (default 1,000,000 patients) through the real import path, derives the
-relevance benchmark's noisy queries from it, runs each through the app in-process, one at a
-time, and records the time spent in PostgreSQL statements (the service's own statement timer)
-next to the whole in-process request time.
+relevance benchmark's noisy queries from it plus the explicit filters (`phone`, its last 4
+digits, `email`, `date_of_birth`, `mrn`, a name with `status`) and 1–2 letter inputs, runs each
+through the app in-process, one at a time, and records the time spent in PostgreSQL statements
+(the service's own statement timer) next to the whole in-process request time.
 
     .venv/bin/python bench/search_latency.py [--patients 1000000] [--per-kind 200]
 """
@@ -27,6 +28,7 @@ import relevance  # noqa: E402  (a sibling script, not a package)
 
 from patient_search.app import create_app  # noqa: E402
 from patient_search.auth.tokens import issue_token  # noqa: E402
+from patient_search.search.names import fold  # noqa: E402
 from patient_search.settings import Settings  # noqa: E402
 
 DATABASE = "patient_search_scale"
@@ -54,7 +56,31 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def measure(settings: Settings, queries: list[relevance.Query]) -> dict[str, list[tuple]]:
+Shape = tuple[str, dict[str, str]]  # (kind, query parameters)
+
+
+def parameter_shapes(patients: list[relevance.Patient], rng: random.Random, n: int) -> list[Shape]:
+    """The explicit filters and the shortest inputs, from `n` random patients each."""
+    shapes: list[Shape] = []
+    for patient in rng.sample(patients, min(n, len(patients))):
+        last = fold(patient.last_name)
+        if patient.phones:
+            typed = patient.phones[0][0]
+            shapes.append(("param_phone", {"phone": typed}))
+            digits = "".join(ch for ch in typed if ch.isdigit())
+            shapes.append(("param_phone_last4", {"phone": digits[-4:]}))
+        if patient.email:
+            shapes.append(("param_email", {"email": patient.email}))
+        if patient.date_of_birth:
+            shapes.append(("param_dob", {"date_of_birth": patient.date_of_birth.isoformat()}))
+        shapes.append(("param_mrn", {"mrn": patient.mrn}))
+        shapes.append(("q_1_letter", {"q": last[:1]}))
+        shapes.append(("q_2_letters", {"q": last[:2]}))
+        shapes.append(("q_with_status", {"q": last, "status": "inactive"}))
+    return shapes
+
+
+async def measure(settings: Settings, shapes: list[Shape]) -> dict[str, list[tuple]]:
     app = create_app(settings)
     token = issue_token(settings.effective_jwt_secret, clinic_id=relevance.CLINIC, user_id="bench")
     headers = {"Authorization": f"Bearer {token}"}
@@ -64,19 +90,19 @@ async def measure(settings: Settings, queries: list[relevance.Query]) -> dict[st
         app.state.services.query_observer = clock
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            for warm in queries[:200]:  # prepared statements and buffer cache, as in service
-                await client.get("/v1/patients", params={"q": warm.text}, headers=headers)
+            for _, warm in shapes[:200]:  # prepared statements and buffer cache, as in service
+                await client.get("/v1/patients", params=warm, headers=headers)
             clock.take()
-            for query in queries:
+            for kind, params in shapes:
                 started = time.perf_counter()
                 response = await client.get(
-                    "/v1/patients", params={"q": query.text, "limit": 20}, headers=headers
+                    "/v1/patients", params={**params, "limit": "20"}, headers=headers
                 )
                 total_ms = (time.perf_counter() - started) * 1000
                 if response.status_code != 200:
-                    raise SystemExit(f"{query.kind} {query.text!r}: HTTP {response.status_code}")
+                    raise SystemExit(f"{kind}: HTTP {response.status_code}")
                 db_ms, statements = clock.take()
-                timings[query.kind].append((db_ms, total_ms, statements))
+                timings[kind].append((db_ms, total_ms, statements))
     return timings
 
 
@@ -116,10 +142,14 @@ def main() -> None:
     settings = relevance.prepare_database(args.patients, args.seed, database=DATABASE)
     relevance.log("loading patients to derive queries")
     patients = relevance.load_patients(str(settings.database_url))
-    queries = relevance.derive_queries(patients, random.Random(args.seed), args.per_kind)
+    rng = random.Random(args.seed)
+    queries = relevance.derive_queries(patients, rng, args.per_kind)
+    shapes = [(q.kind, {"q": q.text}) for q in queries]
+    shapes += parameter_shapes(patients, rng, args.per_kind)
     del patients
-    relevance.log(f"running {len(queries)} queries")
-    timings = asyncio.run(measure(settings, queries))
+    rng.shuffle(shapes)  # kinds interleaved, as a front desk sends them
+    relevance.log(f"running {len(shapes)} searches")
+    timings = asyncio.run(measure(settings, shapes))
     text = report(timings, args.patients)
     out = Path(__file__).parent / "results" / f"search-latency-{dt.date.today()}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
