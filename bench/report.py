@@ -768,7 +768,7 @@ METHOD = """\
   lifetime longer than the run and no writes, the first request of each patient is a miss and every
   repeat a hit: that split gives the cached and uncached latencies. The plot shows the share of
   repeats over the whole run, cold start included.
-- **Overload.** A server whose pool has 2 connections per worker and a 0.5 s acquire timeout,
+- **Overload.** A server whose pool has 1 connection per worker and a 0.1 s acquire timeout,
   driven by 100 closed-loop clients with uncached searches. Pass: some requests get 503, every 503
   carries Retry-After, nothing else fails, nothing is still waiting when the run ends (Locust's
   own timeout is 15 s), and the slowest 503 stays within the acquire timeout + 1 s (the event loop
