@@ -479,7 +479,13 @@ def _plan(args: argparse.Namespace) -> Plan:
     if args.duration:
         d = args.duration
         plan = dataclasses.replace(
-            plan, closed_s=d, paced_s=d, single_user_s=3 * d, zipf_s=3 * d, overload_s=d
+            plan,
+            closed_s=d,
+            paced_s=d,
+            single_user_s=3 * d,
+            zipf_s=3 * d,
+            zipf_warmup_s=d,  # a third of the Zipf run fills the cache, as in the plans
+            overload_s=d,
         )
     return plan
 
