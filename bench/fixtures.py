@@ -39,17 +39,7 @@ NAME_KINDS = relevance.NAME_KINDS
 # What each front-desk action types, by kind of the relevance benchmark.
 TYPE_AHEAD_KINDS = ("exact_full", "last_first_comma", "swapped")
 
-_SAMPLE_SQL = """
-    SELECT p.id::text, p.mrn, p.first_name, p.middle_name, p.last_name, p.date_of_birth,
-           p.email, p.email_normalized,
-           ARRAY(SELECT ARRAY[ph.raw, ph.e164] FROM patient_phones ph
-                 WHERE ph.clinic_id = p.clinic_id AND ph.patient_id = p.id
-                 ORDER BY ph.position) AS phones
-    FROM patients p
-    WHERE p.clinic_id = %(clinic)s AND p.deleted_at IS NULL
-    ORDER BY md5(p.mrn || %(salt)s)
-    LIMIT %(n)s
-"""
+_SAMPLE_SQL = relevance.PATIENT_ROWS_SQL + " ORDER BY md5(p.mrn || %(salt)s) LIMIT %(n)s"
 _IDS_SQL = """
     SELECT id::text FROM patients WHERE clinic_id = %(clinic)s AND deleted_at IS NULL
     ORDER BY md5(id::text || %(salt)s)

@@ -646,20 +646,22 @@ def patient_from_row(r: tuple[Any, ...]) -> Patient:
     )
 
 
+# A clinic's live patients as `patient_from_row` reads them (callers add ORDER BY / LIMIT).
+PATIENT_ROWS_SQL = """
+    SELECT p.id::text, p.mrn, p.first_name, p.middle_name, p.last_name, p.date_of_birth,
+           p.email, p.email_normalized,
+           ARRAY(SELECT ARRAY[ph.raw, ph.e164] FROM patient_phones ph
+                 WHERE ph.clinic_id = p.clinic_id AND ph.patient_id = p.id
+                 ORDER BY ph.position) AS phones
+    FROM patients p
+    WHERE p.clinic_id = %(clinic)s AND p.deleted_at IS NULL
+"""
+
+
 def load_patients(url: str) -> list[Patient]:
     """Every live patient of the clinic, in MRN order (the order derive_queries samples)."""
-    statement = """
-        SELECT p.id::text, p.mrn, p.first_name, p.middle_name, p.last_name, p.date_of_birth,
-               p.email, p.email_normalized,
-               ARRAY(SELECT ARRAY[ph.raw, ph.e164] FROM patient_phones ph
-                     WHERE ph.clinic_id = p.clinic_id AND ph.patient_id = p.id
-                     ORDER BY ph.position) AS phones
-        FROM patients p
-        WHERE p.clinic_id = %s AND p.deleted_at IS NULL
-        ORDER BY p.mrn
-    """
     with psycopg.connect(url) as conn:
-        rows = conn.execute(statement, (CLINIC,)).fetchall()
+        rows = conn.execute(PATIENT_ROWS_SQL + " ORDER BY p.mrn", {"clinic": CLINIC}).fetchall()
     return [patient_from_row(r) for r in rows]
 
 

@@ -25,6 +25,8 @@ from tests.hardening.nasty import assert_clean_answer
 # Below the test app's pool (10), so every request holds a connection of its own at once.
 WRITERS = 8
 WAIT_FOR_WAITERS_S = 15
+# Held by a side connection so the racing requests queue up behind it on the same row.
+PATIENT_ROW_LOCK = "SELECT 1 FROM patients WHERE id = %s FOR UPDATE"
 
 
 async def _waiting(conn: psycopg.AsyncConnection[Any], statement: str) -> int:
@@ -78,8 +80,7 @@ async def test_one_if_match_many_writers_exactly_one_wins(
 ) -> None:
     patient = await create_patient(auth)
     url = f"/v1/patients/{patient['id']}"
-    lock = "SELECT 1 FROM patients WHERE id = %s FOR UPDATE"
-    async with _held(database_url, lock, (patient["id"],)) as release_when:
+    async with _held(database_url, PATIENT_ROW_LOCK, (patient["id"],)) as release_when:
         responses = await _together(
             [
                 client.patch(
@@ -119,8 +120,7 @@ async def test_without_if_match_no_update_is_lost(
         {"status": "deceased"},
         {"phones": ["+44 20 7946 0000"]},
     ][:WRITERS]
-    lock = "SELECT 1 FROM patients WHERE id = %s FOR UPDATE"
-    async with _held(database_url, lock, (patient["id"],)) as release_when:
+    async with _held(database_url, PATIENT_ROW_LOCK, (patient["id"],)) as release_when:
         responses = await _together(
             [client.patch(url, json=change, headers=auth) for change in changes],
             release_when("UPDATE patients SET", len(changes)),
@@ -146,8 +146,7 @@ async def test_without_if_match_the_same_field_ends_as_one_whole_write(
     patient = await create_patient(auth)
     url = f"/v1/patients/{patient['id']}"
     lists = [[f"415-555-{n:02d}{m:02d}" for m in range(3)] for n in range(WRITERS)]
-    lock = "SELECT 1 FROM patients WHERE id = %s FOR UPDATE"
-    async with _held(database_url, lock, (patient["id"],)) as release_when:
+    async with _held(database_url, PATIENT_ROW_LOCK, (patient["id"],)) as release_when:
         responses = await _together(
             [
                 client.patch(url, json={"phones": phones, "last_name": f"L{n}"}, headers=auth)
@@ -243,8 +242,7 @@ async def test_archive_racing_updates_never_fails(
 ) -> None:
     patient = await create_patient(auth)
     url = f"/v1/patients/{patient['id']}"
-    lock = "SELECT 1 FROM patients WHERE id = %s FOR UPDATE"
-    async with _held(database_url, lock, (patient["id"],)) as release_when:
+    async with _held(database_url, PATIENT_ROW_LOCK, (patient["id"],)) as release_when:
         responses = await _together(
             [client.delete(url, headers=auth)]
             + [
