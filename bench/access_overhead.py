@@ -4,8 +4,9 @@
 
 In-process (httpx over ASGI, no network), on a scratch database of the configured server,
 one clinic of 200 patients. Each arm runs interleaved rounds; the median round is reported.
-- lookup: GET /v1/patients/{id} served from the profile cache, with the view audited (as
-  shipped) and without (the audit call removed), at 1 and 16 concurrent clients;
+- lookup: GET /v1/patients/{id} served from the profile cache, at 1 and 16 concurrent clients,
+  with the view audited as shipped (with `--redis`: through the audit journal), audited by the
+  trail's own commit (the journal set aside), and not audited (the audit call removed);
 - search: GET /v1/patients?q=... served from the search cache, limiter off / in-process / Redis,
   plus the limiter's own cost per call.
 """
@@ -76,14 +77,20 @@ async def _rate(send: Callable[[int], Awaitable[httpx.Response]], clients: int, 
     return n / (time.perf_counter() - started)
 
 
-def _no_audit_lookup(reader: Any, principal: Any, state: Any) -> PatientLookup:
+def _no_audit_lookup(reader: Any) -> PatientLookup:
+    state = reader.state
     return PatientLookup(state.cache, reader, state.settings.phone_region)
 
 
-async def _lookups() -> None:
-    application = app_module.create_app(_settings())
+async def _lookups(redis_url: str) -> None:
+    application = app_module.create_app(_settings(redis_url=redis_url))
     async with application.router.lifespan_context(application):
         logging.getLogger("patient_search").setLevel(logging.WARNING)
+        services = application.state.services
+        journal = services.audit_journal
+        if journal is not None:
+            while journal.state == "starting":
+                await asyncio.sleep(0.01)
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://b") as http:
             headers = bearer(new_clinic_id())
@@ -96,22 +103,33 @@ async def _lookups() -> None:
                 return http.get(f"/v1/patients/{ids[i % len(ids)]}", headers=headers)
 
             audited = patients_router._lookup
+
+            def arm(name: str) -> None:
+                patients_router._lookup = (  # type: ignore[assignment]
+                    _no_audit_lookup if name == "not audited" else audited
+                )
+                services.audit_journal = journal if name == "journal" else None
+
+            names = ["not audited", "trail"]
+            if journal is not None and journal.state == "on":
+                names.append("journal")
             for clients, n in ((1, 2000), (16, 4000)):
                 await _rate(send, clients, 500)  # warm
-                results: dict[str, list[float]] = {"audited": [], "not audited": []}
+                results: dict[str, list[float]] = {name: [] for name in names}
                 for _ in range(ROUNDS):
-                    patients_router._lookup = audited
-                    results["audited"].append(await _rate(send, clients, n))
-                    patients_router._lookup = _no_audit_lookup  # type: ignore[assignment]
-                    results["not audited"].append(await _rate(send, clients, n))
-                patients_router._lookup = audited
+                    for name in names:
+                        arm(name)
+                        results[name].append(await _rate(send, clients, n))
+                arm("journal")
                 without = statistics.median(results["not audited"])
-                with_audit = statistics.median(results["audited"])
-                print(
-                    f"cached lookup, {clients:2d} clients: {without:7.0f} req/s without audit, "
-                    f"{with_audit:7.0f} with ({100 * (with_audit / without - 1):+.0f} %; "
-                    f"{1e6 / with_audit - 1e6 / without:+.0f} µs per request)"
-                )
+                for name in names[1:]:
+                    rate = statistics.median(results[name])
+                    print(
+                        f"cached lookup, {clients:2d} clients, audited by the {name:7s}: "
+                        f"{rate:7.0f} req/s against {without:7.0f} not audited "
+                        f"({100 * (rate / without - 1):+.0f} %; "
+                        f"{1e6 / rate - 1e6 / without:+.0f} µs per request)"
+                    )
 
 
 async def _searches(redis_url: str) -> None:
@@ -167,7 +185,7 @@ def main() -> None:
     parser.add_argument("--redis", default=Settings().redis_url)
     args = parser.parse_args()
     _recreate()
-    asyncio.run(_lookups())
+    asyncio.run(_lookups(args.redis))
     asyncio.run(_searches(args.redis))
 
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from patient_search.audit.journal import build_audit_journal
 from patient_search.audit.trail import AccessTrail
 from patient_search.auth.tokens import TokenVerifier
 from patient_search.cache.build import build_patient_cache, describe_backend
@@ -45,6 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool, observability.query_observer, durable=settings.audit_durable_views
         )
         access_trail.start()
+        audit_journal = build_audit_journal(settings, pool, observability.query_observer)
+        if audit_journal is not None:
+            audit_journal.start()
         search_limiter = build_search_limiter(settings)
         app.state.services = AppState(
             settings=settings,
@@ -52,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             query_observer=observability.query_observer,
             cache=cache,
             access_trail=access_trail,
+            audit_journal=audit_journal,
             search_limiter=search_limiter,
             tokens=TokenVerifier(
                 settings.effective_jwt_secret,
@@ -62,7 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            # Requests have drained by now; what the trail still holds is written first.
+            # Requests have drained by now; what the trail and journal hold is written first.
+            if audit_journal is not None:
+                await audit_journal.close()
             await access_trail.close()
             await search_limiter.close()
             await cache.close()
@@ -104,6 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "status": "ok" if database == "ok" else "unavailable",
             "database": database,
             "cache": await _cache_state(state),
+            # on: cache hits are audited through Redis (decision 0014); off/disabled: each
+            # view commits its own entry. Never a reason to be unready.
+            "audit_journal": "disabled"
+            if state.audit_journal is None
+            else state.audit_journal.state,
         }
         return JSONResponse(body, status_code=200 if database == "ok" else 503)
 

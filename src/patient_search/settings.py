@@ -59,8 +59,12 @@ class Settings(BaseSettings):
     # Per user (token sub + clinic) on search; 0 turns the limit off.
     search_rate_per_minute: int = Field(600, ge=0, le=1_000_000)
     search_rate_burst: int = Field(100, ge=1, le=100_000)
-    # Wait for the WAL flush of every view's audit entry (writes' entries always do).
+    # Wait for the WAL flush of every view's audit entry (writes' entries always do); also
+    # turns the audit journal off, since its entries reach the table after the response.
     audit_durable_views: bool = False
+    # auto: a cache hit's audit entry is appended in Redis with the read, when that Redis
+    # persists and never evicts it (docs/decisions/0014); off: every view commits its own.
+    audit_journal: Literal["auto", "off"] = "auto"
     # SIGTERM: in-flight requests get this long to finish before the server closes them.
     shutdown_grace_s: int = Field(20, ge=1, le=3600)
 

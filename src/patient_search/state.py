@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
+from patient_search.audit.journal import AuditJournal
 from patient_search.audit.trail import AccessTrail
 from patient_search.auth.tokens import TokenVerifier
 from patient_search.cache.policies import PatientCache
@@ -26,6 +27,8 @@ class AppState:
     query_observer: QueryObserver
     cache: PatientCache
     access_trail: AccessTrail
+    # None when views are never journaled (no Redis, cache off, or durable views).
+    audit_journal: AuditJournal | None
     search_limiter: RateLimiter
     tokens: TokenVerifier
 

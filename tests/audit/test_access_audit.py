@@ -17,22 +17,8 @@ from patient_search.audit.repository import Access
 from patient_search.audit.trail import AccessTrail
 from patient_search.db.statements import NullObserver
 from patient_search.settings import Settings
+from tests.audit.trail_rows import entries, with_request_id
 from tests.factories import bearer, new_clinic_id
-
-Entries = list[tuple[str, str, str | None]]
-
-
-def _entries(conn: psycopg.Connection[Any], clinic: str, patient_id: object) -> Entries:
-    rows = conn.execute(
-        "SELECT action, actor, request_id FROM access_audit"
-        " WHERE clinic_id = %s AND patient_id = %s ORDER BY id",
-        [clinic, uuid.UUID(str(patient_id))],
-    ).fetchall()
-    return [(action, actor, request_id) for action, actor, request_id in rows]
-
-
-def _rid(value: str) -> dict[str, str]:
-    return {"X-Request-ID": value}
 
 
 async def test_every_view_and_write_is_recorded_with_actor_and_request_id(
@@ -42,18 +28,24 @@ async def test_every_view_and_write_is_recorded_with_actor_and_request_id(
     superuser_conn: psycopg.Connection[Any],
 ) -> None:
     alice, bob = bearer(clinic, user="alice"), bearer(clinic, user="bob")
-    created = await create_patient({**alice, **_rid("r-create")})
+    created = await create_patient({**alice, **with_request_id("r-create")})
     path = f"/v1/patients/{created['id']}"
     # Two views: the second is a cache hit, which never reaches the database, and is audited.
-    assert (await client.get(path, headers={**bob, **_rid("r-view-1")})).status_code == 200
-    assert (await client.get(path, headers={**bob, **_rid("r-view-2")})).status_code == 200
-    summary = await client.get(f"{path}/summary", headers={**bob, **_rid("r-summary")})
+    assert (
+        await client.get(path, headers={**bob, **with_request_id("r-view-1")})
+    ).status_code == 200
+    assert (
+        await client.get(path, headers={**bob, **with_request_id("r-view-2")})
+    ).status_code == 200
+    summary = await client.get(f"{path}/summary", headers={**bob, **with_request_id("r-summary")})
     assert summary.status_code == 200
     patch = {"status": "inactive"}
-    patched = await client.patch(path, json=patch, headers={**alice, **_rid("r-update")})
+    patched = await client.patch(path, json=patch, headers={**alice, **with_request_id("r-update")})
     assert patched.status_code == 200
-    assert (await client.delete(path, headers={**alice, **_rid("r-archive")})).status_code == 204
-    assert _entries(superuser_conn, clinic, created["id"]) == [
+    assert (
+        await client.delete(path, headers={**alice, **with_request_id("r-archive")})
+    ).status_code == 204
+    assert entries(superuser_conn, clinic, created["id"]) == [
         ("create", "alice", "r-create"),
         ("view", "bob", "r-view-1"),
         ("view", "bob", "r-view-2"),
@@ -77,7 +69,7 @@ async def test_refused_and_failed_requests_record_nothing(
     assert (await client.patch(path, json={"status": "inactive"}, headers=stale)).status_code == 412
     unknown = f"/v1/patients/{uuid.uuid4()}"
     assert (await client.get(unknown, headers=bearer(clinic))).status_code == 404
-    assert [a for a, _, _ in _entries(superuser_conn, clinic, created["id"])] == ["create"]
+    assert [a for a, _, _ in entries(superuser_conn, clinic, created["id"])] == ["create"]
 
 
 async def test_a_request_without_an_id_gets_one_and_it_is_the_one_recorded(
@@ -88,7 +80,7 @@ async def test_a_request_without_an_id_gets_one_and_it_is_the_one_recorded(
 ) -> None:
     created = await create_patient(bearer(clinic))
     response = await client.get(f"/v1/patients/{created['id']}", headers=bearer(clinic))
-    [_, (action, _, request_id)] = _entries(superuser_conn, clinic, created["id"])
+    [_, (action, _, request_id)] = entries(superuser_conn, clinic, created["id"])
     assert action == "view"
     assert request_id == response.headers["x-request-id"]
 
@@ -102,7 +94,7 @@ REWRITES = [
 
 
 @pytest.mark.parametrize("statement", REWRITES)
-def test_the_service_role_can_neither_change_nor_remove_entries(
+def test_the_service_role_can_neither_change_nor_removeentries(
     superuser_conn: psycopg.Connection[Any], statement: str
 ) -> None:
     with superuser_conn.transaction(force_rollback=True):
@@ -149,10 +141,10 @@ async def test_closing_the_trail_writes_what_is_queued(
     await asyncio.sleep(0)  # queued, not yet written
     await trail.close()
     await asyncio.gather(*views)
-    assert len(_entries(superuser_conn, clinic, patient_id)) == 50
+    assert len(entries(superuser_conn, clinic, patient_id)) == 50
     # After close, a straggler is written directly rather than lost.
     await trail.record(Access(clinic, patient_id, "late", "view", None))
-    assert len(_entries(superuser_conn, clinic, patient_id)) == 51
+    assert len(entries(superuser_conn, clinic, patient_id)) == 51
 
 
 async def test_the_cli_lists_who_accessed_a_patient_and_nothing_of_the_record(
@@ -164,9 +156,11 @@ async def test_the_cli_lists_who_accessed_a_patient_and_nothing_of_the_record(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(cli, "get_settings", lambda: settings)
-    created = await create_patient({**bearer(clinic, user="carol"), **_rid("r-cli-create")})
+    created = await create_patient(
+        {**bearer(clinic, user="carol"), **with_request_id("r-cli-create")}
+    )
     path = f"/v1/patients/{created['id']}"
-    await client.get(path, headers={**bearer(clinic, user="dave"), **_rid("r-cli-view")})
+    await client.get(path, headers={**bearer(clinic, user="dave"), **with_request_id("r-cli-view")})
 
     for extra in ([], ["--clinic", clinic]):
         assert await asyncio.to_thread(cli.main, ["audit", "--patient", created["id"], *extra]) == 0

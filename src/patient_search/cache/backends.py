@@ -38,6 +38,11 @@ class CacheBackend(Protocol):
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
+    async def get_journaled(self, key: str, stream: str, entry: bytes) -> tuple[bytes | None, bool]:
+        """The key's value; if it holds a record (not a tombstone), `entry` appended to
+        `stream` (as its field "e") in the same step. Whether it was appended."""
+        ...
+
     async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
 
     async def set_if_not_older(self, key: str, version: int, payload: bytes, ttl_s: float) -> bool:
@@ -71,6 +76,17 @@ return 1
 """
 
 
+# KEYS[1] key, KEYS[2] stream; ARGV[1] the entry. A tombstone ("<version>|") is no record.
+_GET_JOURNALED = """
+local stored = redis.call('GET', KEYS[1])
+if stored and not string.match(stored, '^%d+|$') then
+  redis.call('XADD', KEYS[2], '*', 'e', ARGV[1])
+  return {stored, 1}
+end
+return {stored, 0}
+"""
+
+
 class RedisBackend:
     """Redis with timeouts short enough that a slow server costs tens of milliseconds."""
 
@@ -90,6 +106,7 @@ class RedisBackend:
         )
         self._client = redis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         self._set_if_not_older = self._client.register_script(_SET_IF_NOT_OLDER)
+        self._get_journaled = self._client.register_script(_GET_JOURNALED)
         self._prefix = key_prefix
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -97,6 +114,10 @@ class RedisBackend:
         if len(keys) == 1:
             return [cast(bytes | None, await self._client.get(keys[0]))]
         return cast(list[bytes | None], await self._client.mget(keys))
+
+    async def get_journaled(self, key: str, stream: str, entry: bytes) -> tuple[bytes | None, bool]:
+        stored, appended = await self._get_journaled(keys=[key, stream], args=[entry])
+        return cast(bytes | None, stored), bool(appended)
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         await self._client.set(key, value, px=max(1, int(ttl_s * 1000)))
@@ -161,6 +182,9 @@ class MemoryBackend:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [self._live(key) for key in keys]
 
+    async def get_journaled(self, key: str, stream: str, entry: bytes) -> tuple[bytes | None, bool]:
+        return self._live(key), False  # no journal in process: it would not outlive it
+
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         self._store(key, value, ttl_s)
 
@@ -198,6 +222,9 @@ class NullBackend:
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [None] * len(keys)
+
+    async def get_journaled(self, key: str, stream: str, entry: bytes) -> tuple[bytes | None, bool]:
+        return None, False
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         return None

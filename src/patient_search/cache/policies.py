@@ -24,6 +24,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from patient_search.audit.journal import JournalSlip
 from patient_search.cache.backends import split_version, versioned
 from patient_search.cache.keys import CacheKeys
 from patient_search.cache.resilience import CacheUnavailable, GuardedBackend
@@ -100,9 +101,16 @@ class PatientCache:
     # --- reads -------------------------------------------------------------------------
 
     async def profile(
-        self, clinic_id: str, patient_id: uuid.UUID, load: Callable[[], Awaitable[Patient]]
+        self,
+        clinic_id: str,
+        patient_id: uuid.UUID,
+        load: Callable[[], Awaitable[Patient]],
+        journal: JournalSlip | None = None,
     ) -> Patient:
-        """The full profile: from the cache, else loaded and filled (cache-aside)."""
+        """The full profile: from the cache, else loaded and filled (cache-aside).
+
+        With a `journal` slip, a hit appends its audit entry in the same Redis step.
+        """
         key = self._keys.profile(clinic_id, patient_id)
         return await self._versioned_read(
             "profile",
@@ -112,10 +120,15 @@ class PatientCache:
             self._policy.profile_ttl_s,
             load,
             lambda patient: patient.version,
+            journal,
         )
 
     async def summary(
-        self, clinic_id: str, patient_id: uuid.UUID, load: Callable[[], Awaitable[PatientSummary]]
+        self,
+        clinic_id: str,
+        patient_id: uuid.UUID,
+        load: Callable[[], Awaitable[PatientSummary]],
+        journal: JournalSlip | None = None,
     ) -> PatientSummary:
         """The summary: written through on every write, loaded and filled on a miss."""
         key = self._keys.summary(clinic_id, patient_id)
@@ -127,6 +140,7 @@ class PatientCache:
             self._policy.summary_ttl_s,
             load,
             lambda summary: summary.version,
+            journal,
         )
 
     async def search(
@@ -227,9 +241,15 @@ class PatientCache:
         ttl_s: float,
         load: Callable[[], Awaitable[M]],
         version_of: Callable[[M], int],
+        journal: JournalSlip | None = None,
     ) -> M:
         try:
-            [stored] = await self.backend.call(lambda b: b.get_many([key]))
+            if journal is None:
+                [stored] = await self.backend.call(lambda b: b.get_many([key]))
+            else:
+                stored, journal.appended = await self.backend.call(
+                    lambda b: b.get_journaled(key, journal.stream, journal.entry)
+                )
         except CacheUnavailable:
             self._record(cache, "error")
             return await load()

@@ -43,7 +43,11 @@ def _service(db: WriteDb, principal: Principal, state: State) -> PatientService:
 def _lookup(reader: OnDemandReadDb) -> PatientLookup:
     state = reader.state
     audit = ViewAudit(
-        state.access_trail, reader.clinic_id, reader.principal.user_id, request_id.get()
+        state.access_trail,
+        reader.clinic_id,
+        reader.principal.user_id,
+        request_id.get(),
+        state.audit_journal,
     )
     return PatientLookup(state.cache, reader, state.settings.phone_region, audit)
 

@@ -6,7 +6,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from patient_search.audit.recorders import Auditor
+from patient_search.audit.journal import JournalSlip
+from patient_search.audit.recorders import Auditor, ViewAudit
 from patient_search.audit.repository import Action
 from patient_search.cache.policies import PatientCache
 from patient_search.contacts import normalize_email, normalize_phone
@@ -171,21 +172,22 @@ class PatientLookup:
         cache: PatientCache,
         reader: ClinicReader,
         phone_region: str,
-        audit: Auditor | None = None,
+        audit: ViewAudit | None = None,
     ) -> None:
         self._cache = cache
         self._reader = reader
         self._region = phone_region
-        # Views are audited after the read, hit or miss: a cache hit never reaches the database.
+        # Views are audited hit or miss. A hit's entry rides on the cache read when the
+        # journal is on; otherwise (and on a miss) it is committed before the response.
         self._audit = audit
 
     async def profile(self, patient_id: uuid.UUID) -> Patient:
         """The full profile (cache-aside)."""
+        slip = self._audit.slip(patient_id, "view") if self._audit is not None else None
         patient = await self._cache.profile(
-            self._reader.clinic_id, patient_id, lambda: self._load(patient_id)
+            self._reader.clinic_id, patient_id, lambda: self._load(patient_id), slip
         )
-        if self._audit is not None:
-            await self._audit.record(patient_id, "view")
+        await self._audit_unless_journaled(patient_id, "view", slip)
         return patient
 
     async def summary(self, patient_id: uuid.UUID) -> PatientSummary:
@@ -195,10 +197,16 @@ class PatientLookup:
             patient = await self._load(patient_id)
             return PatientSummary.model_validate(patient, from_attributes=True)
 
-        summary = await self._cache.summary(self._reader.clinic_id, patient_id, load)
-        if self._audit is not None:
-            await self._audit.record(patient_id, "summary")
+        slip = self._audit.slip(patient_id, "summary") if self._audit is not None else None
+        summary = await self._cache.summary(self._reader.clinic_id, patient_id, load, slip)
+        await self._audit_unless_journaled(patient_id, "summary", slip)
         return summary
+
+    async def _audit_unless_journaled(
+        self, patient_id: uuid.UUID, action: Action, slip: JournalSlip | None
+    ) -> None:
+        if self._audit is not None and (slip is None or not slip.appended):
+            await self._audit.record(patient_id, action)
 
     async def _load(self, patient_id: uuid.UUID) -> Patient:
         async with self._reader.transaction() as db:
