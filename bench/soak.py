@@ -3,8 +3,9 @@
 One server (2 workers, cache on) on the benchmark data set of SOAK_SIZE patients (default
 100,000; imported on first use), driven by the paced front-desk scenario (searches, profiles,
 updates) with 50 users for `--minutes` (default SOAK_MINUTES or 10). Every 5 s: each worker's
-RSS (psutil), the pool's in-use connections (/metrics) and the service's open connections
-(`pg_stat_activity`, application_name `patient-search`). Afterwards, at rest, the same again.
+RSS (psutil), the pool's in-use connections (/metrics), the service's open connections
+(`pg_stat_activity`, application_name `patient-search`) and the audit journal's undrained
+entries (XLEN). Afterwards, at rest, the same again.
 
 Reported: RSS growth after the warm-up (the first fifth of the run, at least one minute, capped at
 three), per worker (target ≤ 5 %), and that nothing is in use at rest. Writes
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dataset  # noqa: E402
@@ -35,6 +37,8 @@ import service_metrics as sm  # noqa: E402
 from load import Load, run_locust  # noqa: E402
 from measures import measured, named, summarise  # noqa: E402
 from server import Sampler, Server, ServerConfig, Tick  # noqa: E402
+
+from patient_search.audit.journal import STREAM  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLE_EVERY_S = 5.0
@@ -55,6 +59,15 @@ def connections(url: str, database: str) -> dict[str, float]:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(_CONNECTIONS_SQL, (database,)).fetchone()
     return {"pg_open": float(row[0]), "pg_busy": float(row[1])} if row else {}
+
+
+def journal_backlog(redis_url: str) -> dict[str, float]:
+    """Audit entries in the Redis journal not yet drained into access_audit (decision 0014)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return {"journal_backlog": float(client.xlen(STREAM))}
+    finally:
+        client.close()
 
 
 def warmup_s(duration_s: float) -> float:
@@ -107,6 +120,7 @@ def render(summary: dict[str, Any], latency: dict[str, Any], meta: dict[str, Any
     rss_ok = worst is not None and worst <= RSS_GROWTH_TARGET
     pool_ok = rest.get("in_use") == 0
     pg_ok = rest.get("pg_busy") == 0
+    journal_ok = rest.get("journal_backlog") == 0
     rows = [
         f"| worker {pid} | {g['after_warmup'] / 2**20:.1f} | {g['end'] / 2**20:.1f} "
         f"| {100 * g['growth']:+.2f} % |"
@@ -136,6 +150,8 @@ def render(summary: dict[str, Any], latency: dict[str, Any], meta: dict[str, Any
             f"| service connections not idle at rest (pg_stat_activity) | 0 | "
             f"{count(rest.get('pg_busy'))} (open: {count(rest.get('pg_open'))}) "
             f"| {verdict[pg_ok]} |",
+            f"| audit journal entries not yet in access_audit at rest (XLEN) | 0 | "
+            f"{count(rest.get('journal_backlog'))} | {verdict[journal_ok]} |",
             "",
             "| worker | RSS after warm-up MiB | RSS at end MiB | growth |",
             "|---|---:|---:|---:|",
@@ -203,7 +219,11 @@ def main() -> int:
         "loadavg_start": os.getloadavg()[0],
     }
     with Server(ServerConfig("soak"), ds.url, dataset.CLINIC) as server:
-        sampler = Sampler(server, SAMPLE_EVERY_S, lambda: connections(ds.url, ds.database))
+        sampler = Sampler(
+            server,
+            SAMPLE_EVERY_S,
+            lambda: {**connections(ds.url, ds.database), **journal_backlog(server.redis_url)},
+        )
         print(f"soak: {args.users} users for {duration_s} s against {server.url}", file=sys.stderr)
         result = run_locust(
             Load("FrontDesk", args.users, duration_s), server, data, out / "raw", "soak", sampler

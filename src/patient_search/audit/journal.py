@@ -194,7 +194,7 @@ class AuditJournal:
             self._task = None
         await self._client.aclose()
 
-    async def drain_once(self) -> int:
+    async def _drain_remaining(self) -> int:
         """Write what this worker holds and what has arrived; how many entries were written."""
         written = 0
         while self._group_ready:
@@ -231,7 +231,7 @@ class AuditJournal:
                 log.warning("audit_journal_drain_failed", extra={"error_type": type(exc).__name__})
                 await asyncio.sleep(1.0)
         try:
-            await self.drain_once()
+            await self._drain_remaining()
         except Exception as exc:  # what is left is taken over by another worker
             log.warning(
                 "audit_journal_final_drain_failed", extra={"error_type": type(exc).__name__}

@@ -1,8 +1,9 @@
 """Audit entries for reads, which a cache hit serves without touching the database.
 
 A write records its entry inside its own transaction (`PatientService`). A read may never
-reach the database, so its entry is appended here, and the response waits until the entry
-has committed: no record is shown without its audit entry, and neither a crash of the
+reach the database, so its entry is appended here — unless it was a Redis cache hit that
+the journal took (`audit/journal.py`) — and the response waits until the entry has
+committed: no record is shown without its audit entry, and neither a crash of the
 service nor a graceful shutdown (which drains requests first) loses one. Unless `durable`,
 the commit does not wait for the WAL flush: only a crash of PostgreSQL itself can then lose
 the last few hundred milliseconds of view entries (never a write's, which commit with it).
