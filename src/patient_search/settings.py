@@ -62,8 +62,8 @@ class Settings(BaseSettings):
     # Wait for the WAL flush of every view's audit entry (writes' entries always do); also
     # turns the audit journal off, since its entries reach the table after the response.
     audit_durable_views: bool = False
-    # auto: a cache hit's audit entry is appended in Redis with the read, when that Redis
-    # persists and never evicts it (docs/decisions/0014); off: every view commits its own.
+    # auto: a Redis cache hit's audit entry is appended to a stream with the read, when that
+    # Redis never evicts it (docs/decisions/0014); off: every view commits its own entry.
     audit_journal: Literal["auto", "off"] = "auto"
     # SIGTERM: in-flight requests get this long to finish before the server closes them.
     shutdown_grace_s: int = Field(20, ge=1, le=3600)

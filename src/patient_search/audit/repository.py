@@ -49,8 +49,7 @@ RECORD_BATCH = Statement(
     """,
 )
 # Views are appended by `db.tenant.clinic_write_once`, the whole transaction in one round
-# trip, so the values travel as literals (psycopg quotes them). Reported under this name,
-# whether the entries come straight from requests (`AccessTrail`) or from the journal.
+# trip, so the values travel as literals (psycopg quotes them). Reported under this name.
 RECORD_MANY_NAME = "audit.record_many"
 
 
