@@ -194,15 +194,13 @@ class AuditJournal:
             self._task = None
         await self._client.aclose()
 
-    async def _drain_remaining(self) -> int:
-        """Write what this worker holds and what has arrived; how many entries were written."""
-        written = 0
+    async def _drain_remaining(self) -> None:
+        """Write what this worker holds and what has arrived."""
         while self._group_ready:
             taken = await self._take(block=False)
             if not taken:
-                return written
-            written += await self._write(taken)
-        return written
+                return
+            await self._write(taken)
 
     # --- the drain loop -----------------------------------------------------------------
     async def _run(self) -> None:
@@ -219,7 +217,7 @@ class AuditJournal:
                 if taken:
                     await self._write(taken)
                 if 0 < len(taken) < self._batch:
-                    # Let entries gather: a drain costs four round trips however few it takes.
+                    # Let entries gather: a drain costs five round trips however few it takes.
                     await asyncio.sleep(self._gather_s)
             except Exception as exc:  # Redis or PostgreSQL away: entries wait in the stream
                 if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
@@ -293,7 +291,7 @@ class AuditJournal:
         )
         return _entries_of(replies)
 
-    async def _write(self, taken: Sequence[tuple[bytes, dict[bytes, bytes] | None]]) -> int:
+    async def _write(self, taken: Sequence[tuple[bytes, dict[bytes, bytes] | None]]) -> None:
         readable: list[tuple[bytes, Access]] = []
         nothing_to_write: list[bytes] = []
         for entry_id, fields in taken:
@@ -317,7 +315,6 @@ class AuditJournal:
                 )
             # A crash between the commit and here writes these entries twice, never zero times.
             await self._done([entry_id for entry_id, _ in items])
-        return len(readable)
 
     async def _done(self, ids: Sequence[bytes]) -> None:
         async with self._client.pipeline(transaction=False) as done:
