@@ -7,9 +7,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import redis.asyncio as redis
 from fastapi import FastAPI
 
 from patient_search.app import create_app
+from patient_search.cache.keys import PREFIX
+from patient_search.patients.schemas import Patient
 from tests.conftest import make_settings
 from tests.factories import bearer, new_clinic_id, patient_body
 from tests.instruments import CountingObserver
@@ -40,6 +43,9 @@ def statements(redis_app: FastAPI) -> Counter[str]:
     return observer.counts
 
 
+KINDS = ("profile", "summary")
+
+
 async def create(http: httpx.AsyncClient, headers: dict[str, str], **fields: object) -> str:
     response = await http.post("/v1/patients", json=patient_body(**fields), headers=headers)
     assert response.status_code == 201, response.text
@@ -59,6 +65,31 @@ async def test_a_profile_read_twice_reaches_the_database_once(
     assert first.json() == second.json()
     # The write stored the profile: neither read needed the database.
     assert statements["patient.get"] == 0
+
+
+async def test_a_hit_sends_the_bytes_and_headers_the_database_read_sent(
+    http: httpx.AsyncClient, redis_url: str, statements: Counter[str]
+) -> None:
+    """Hits are sent as stored (decision 0015): the stored body must be the response itself."""
+    clinic = new_clinic_id()
+    headers = bearer(clinic)
+    created = await http.post("/v1/patients", json=patient_body(), headers=headers)
+    patient_id = created.json()["id"]
+    client = redis.Redis.from_url(redis_url)
+    for path in (f"/v1/patients/{patient_id}", f"/v1/patients/{patient_id}/summary"):
+        await client.delete(*[f"{PREFIX}{{{clinic}}}:{kind}:{patient_id}" for kind in KINDS])
+        statements.clear()
+        miss, hit = await http.get(path, headers=headers), await http.get(path, headers=headers)
+        assert statements["patient.get"] == 1  # the first read was the database's
+        assert miss.status_code == hit.status_code == 200
+        assert miss.content == hit.content
+        for name in ("content-type", "etag", "cache-control"):
+            assert miss.headers[name] == hit.headers[name], name
+        assert hit.headers["content-type"] == "application/json"
+        assert hit.headers["etag"] == '"1"'
+    profile = await http.get(f"/v1/patients/{patient_id}", headers=headers)
+    assert Patient.model_validate_json(profile.content).model_dump(mode="json") == created.json()
+    await client.aclose()
 
 
 async def test_a_read_after_a_write_sees_the_write(

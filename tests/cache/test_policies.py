@@ -15,10 +15,12 @@ import redis.asyncio as redis
 from patient_search.cache.backends import MemoryBackend, RedisBackend
 from patient_search.cache.keys import PREFIX, CacheKeys
 from patient_search.cache.policies import (
+    PROFILE,
     CacheName,
     CachePolicy,
     CacheResult,
     PatientCache,
+    Rendered,
 )
 from patient_search.cache.resilience import GuardedBackend
 from patient_search.patients.schemas import Patient, PatientSummary
@@ -53,6 +55,15 @@ def a_patient(version: int = 1, last_name: str = "Lovelace") -> Patient:
 
 def a_page(total: int) -> SearchPage:
     return SearchPage(items=[], total=total, total_exact=True, next_cursor=None)
+
+
+def patient(record: Rendered) -> Patient:
+    """The profile a response with this body shows."""
+    return Patient.model_validate_json(record.body)
+
+
+def total(record: Rendered) -> int:
+    return SearchPage.model_validate_json(record.body).total
 
 
 class Counts:
@@ -119,7 +130,8 @@ class TestCacheAside:
         load = loader(counts, a_patient)
         first = await cache.profile(clinic, a_patient().id, load)
         second = await cache.profile(clinic, a_patient().id, load)
-        assert first == second == a_patient()
+        assert first == second
+        assert patient(first) == a_patient() and first.version == 1
         assert counts.loads == 1
         assert counts.outcomes == [("profile", "miss"), ("profile", "hit")]
 
@@ -155,7 +167,7 @@ class TestCacheAside:
         writer_done.set()
         assert (await reader).version == 1  # that reader saw its own snapshot...
         fresh = await cache.profile(clinic, a_patient().id, loader(counts, a_patient))
-        assert fresh.version == 2 and fresh.last_name == "King"  # ...but nobody after it
+        assert fresh.version == 2 and patient(fresh).last_name == "King"  # ...but nobody after it
 
     async def test_an_archive_tombstone_blocks_a_late_fill(
         self, redis_backend: RedisBackend
@@ -181,7 +193,8 @@ class TestWriteThrough:
             raise AssertionError("a write-through summary must not need the database")
 
         summary = await cache.summary(clinic, a_patient().id, never)
-        assert summary.version == 3 and summary.mrn == "MRN-1"
+        assert summary.version == 3
+        assert PatientSummary.model_validate_json(summary.body).mrn == "MRN-1"
         assert counts.outcomes == [("summary", "hit")]
 
 
@@ -197,12 +210,12 @@ class TestSearchGeneration:
             return a_page(next(totals))
 
         load = loader(counts, page)
-        assert (await cache.search(clinic, b"q=smith", load)).total == 0
-        assert (await cache.search(clinic, b"q=smith", load)).total == 0
-        assert (await cache.search(other, b"q=smith", load)).total == 1
+        assert total(await cache.search(clinic, b"q=smith", load)) == 0
+        assert total(await cache.search(clinic, b"q=smith", load)) == 0
+        assert total(await cache.search(other, b"q=smith", load)) == 1
         await cache.retire_searches(clinic)
-        assert (await cache.search(clinic, b"q=smith", load)).total == 2
-        assert (await cache.search(other, b"q=smith", load)).total == 1
+        assert total(await cache.search(clinic, b"q=smith", load)) == 2
+        assert total(await cache.search(other, b"q=smith", load)) == 1
         assert counts.loads == 3
 
     async def test_a_search_computed_before_a_write_is_never_served_after_it(
@@ -224,10 +237,10 @@ class TestSearchGeneration:
             cache.search(clinic, b"q=ada", loader(counts, lambda: a_page(2)))
         )
         release.set()
-        assert (await early).total == 1
-        assert (await late).total == 2  # did not join the pre-write flight
+        assert total(await early) == 1
+        assert total(await late) == 2  # did not join the pre-write flight
         again = await cache.search(clinic, b"q=ada", loader(counts, lambda: a_page(3)))
-        assert again.total == 2
+        assert total(again) == 2
 
 
 class TestRefreshAhead:
@@ -240,15 +253,15 @@ class TestRefreshAhead:
         second = make_cache(redis_backend, counts, clock, search_ttl_s=60)
         versions = iter(range(100))
         load = loader(counts, lambda: a_page(next(versions)), delay=0.05)
-        assert (await first.search(clinic, b"q=x", load)).total == 0
+        assert total(await first.search(clinic, b"q=x", load)) == 0
         clock.now += 50  # past 75 % of the 60 s life
         served = await asyncio.gather(
             *(cache.search(clinic, b"q=x", load) for cache in (first, second) * 10)
         )
-        assert {page.total for page in served} == {0}  # served at once, not waited for
+        assert {total(page) for page in served} == {0}  # served at once, not waited for
         await asyncio.gather(*first._background, *second._background)
         assert counts.loads == 2  # the fill and one refresh
-        assert (await first.search(clinic, b"q=x", load)).total == 1
+        assert total(await first.search(clinic, b"q=x", load)) == 1
         assert counts.loads == 2
 
     async def test_a_young_hit_is_not_refreshed(self, redis_backend: RedisBackend) -> None:
@@ -273,7 +286,7 @@ class TestStampede:
             *(cache.profile(clinic, a_patient().id, load) for _ in range(100))
         )
         assert counts.loads == 1
-        assert all(result == a_patient() for result in results)
+        assert all(patient(result) == a_patient() for result in results)
 
     async def test_misses_in_two_processes_make_one_load(self, redis_backend: RedisBackend) -> None:
         counts, clinic = Counts(), new_clinic_id()
@@ -300,7 +313,7 @@ class TestTenantSafety:
         served = await cache.profile(
             clinic_b, a_patient().id, loader(counts, lambda: a_patient(last_name="B"))
         )
-        assert served.last_name == "B"
+        assert patient(served).last_name == "B"
         assert counts.loads == 1
 
     async def test_keys_carry_the_clinic_and_no_query_text(self) -> None:
@@ -322,10 +335,30 @@ class TestCorruptValues:
         for garbage in (b"1|{not json", b"\x00\xff", b'1|{"clinic": 1}'):
             await redis_backend.set(key, garbage, 60)
             served = await cache.profile(clinic, a_patient().id, loader(counts, a_patient))
-            assert served == a_patient()
+            assert patient(served) == a_patient()
         assert counts.loads == 3
         await cache.profile(clinic, a_patient().id, loader(counts, a_patient))
         assert counts.loads == 3  # the last fill replaced the garbage
+
+    async def test_a_body_cut_short_or_of_another_shape_is_a_miss(
+        self, redis_backend: RedisBackend
+    ) -> None:
+        """A hit is sent verbatim, so a body that is not whole, or was rendered by a release
+        whose model differs, must never be served."""
+        counts, clinic = Counts(), new_clinic_id()
+        cache = make_cache(redis_backend, counts)
+        key = CacheKeys(SECRET).profile(clinic, a_patient().id)
+        await cache.profile(clinic, a_patient().id, loader(counts, a_patient))
+        [stored] = await redis_backend.get_many([key])
+        assert stored is not None
+        head, _, body = stored.partition(b"\n")
+        older_release = head.replace(PROFILE.shape.encode(), b"0" * len(PROFILE.shape))
+        for variant in (head + b"\n" + body[:-9], older_release + b"\n" + body):
+            await redis_backend.set(key, variant, 60)
+            served = await cache.profile(clinic, a_patient().id, loader(counts, a_patient))
+            assert patient(served) == a_patient()
+        assert counts.loads == 3
+        assert counts.of("hit") == 0
 
 
 class TestRedisFailures:
@@ -348,7 +381,7 @@ class TestRedisFailures:
 
         backend.get_many = counted_get_many  # type: ignore[method-assign]
         for _ in range(20):
-            assert await cache.profile(clinic, a_patient().id, load) == a_patient()
+            assert patient(await cache.profile(clinic, a_patient().id, load)) == a_patient()
         # The breaker opened after a few failures: the rest did not even try Redis.
         assert attempts <= 3
         assert cache.backend.state == "open"
@@ -378,9 +411,9 @@ class TestRedisFailures:
         fresh = await cache.profile(
             clinic, a_patient().id, loader(counts, lambda: a_patient(2, "King"))
         )
-        assert fresh.last_name == "King"
+        assert patient(fresh).last_name == "King"
         page = await cache.search(clinic, b"q=ada", loader(counts, lambda: a_page(2)))
-        assert page.total == 2  # the generation moved too
+        assert total(page) == 2  # the generation moved too
         client = redis.Redis.from_url(private_redis.url)
         key = CacheKeys(SECRET).profile(clinic, a_patient().id)
         assert (await client.get(key) or b"").startswith(b"2|")
@@ -397,7 +430,7 @@ class TestInProcessBackend:
         await cache.profile(clinic, a_patient().id, load)
         await cache.patient_written(clinic, a_patient(version=2, last_name="King"))
         latest = await cache.profile(clinic, a_patient().id, load)
-        assert latest.last_name == "King"
+        assert patient(latest).last_name == "King"
         assert counts.loads == 1
 
     async def test_the_lru_keeps_its_bound(self) -> None:

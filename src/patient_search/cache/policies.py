@@ -9,11 +9,15 @@ Why a reader can never fill the cache with data older than a write it could have
   is filed under a generation no reader asks for again.
 Concurrent misses on one key share one load in a process (single flight) and, across
 processes, wait briefly for the one holding a short Redis lock.
+
+What is stored is the response body itself, after a one-line header (decision 0015): a hit
+is sent as it was read, without a model built from it and serialised again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
@@ -22,7 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+import orjson
+from pydantic import BaseModel
 
 from patient_search.audit.journal import JournalSlip
 from patient_search.cache.backends import split_version, versioned
@@ -63,20 +68,49 @@ class CachePolicy:
     cross_process: bool = True
 
 
-class Entry(BaseModel, Generic[M]):
-    """What is stored: the value, whose clinic it is, when, under which search generation."""
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A record as the API sends it: its JSON body and its version (the ETag)."""
 
-    model_config = ConfigDict(frozen=True)
+    body: bytes
+    version: int = UNVERSIONED
 
-    clinic: str
+
+class Form(Generic[M]):
+    """How one model is stored: its JSON body after a header naming the clinic, the time,
+    the search generation and the model's shape.
+
+    The shape is a digest of the model's JSON schema: after a deploy that changes the model,
+    bodies rendered by the old code are misses, not responses in the old shape.
+    """
+
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
+        schema = orjson.dumps(model.model_json_schema(), option=orjson.OPT_SORT_KEYS)
+        self.shape = hashlib.sha256(schema).hexdigest()[:16]
+
+    def render(self, value: M) -> bytes:
+        return value.__pydantic_serializer__.to_json(value)
+
+    def header(self, clinic_id: str, stored_at: float, generation: str) -> bytes:
+        fields = {"clinic": clinic_id, "at": stored_at, "gen": generation, "shape": self.shape}
+        return orjson.dumps(fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A readable entry of the caller's clinic."""
+
     stored_at: float
-    generation: str = NO_GENERATION
-    data: M
+    generation: str
+    record: Rendered
 
 
-ProfileEntry = Entry[Patient]
-SummaryEntry = Entry[PatientSummary]
-SearchEntry = Entry[SearchPage]
+PROFILE = Form(Patient)
+SUMMARY = Form(PatientSummary)
+SEARCH = Form(SearchPage)
+# The header ends at the first newline: JSON bodies escape theirs.
+HEADER_END = b"\n"
 
 
 class PatientCache:
@@ -106,7 +140,7 @@ class PatientCache:
         patient_id: uuid.UUID,
         load: Callable[[], Awaitable[Patient]],
         journal: JournalSlip | None = None,
-    ) -> Patient:
+    ) -> Rendered:
         """The full profile: from the cache, else loaded and filled (cache-aside).
 
         With a `journal` slip, a hit appends its audit entry in the same Redis step.
@@ -114,7 +148,7 @@ class PatientCache:
         key = self._keys.profile(clinic_id, patient_id)
         return await self._versioned_read(
             "profile",
-            ProfileEntry,
+            PROFILE,
             clinic_id,
             key,
             self._policy.profile_ttl_s,
@@ -129,12 +163,12 @@ class PatientCache:
         patient_id: uuid.UUID,
         load: Callable[[], Awaitable[PatientSummary]],
         journal: JournalSlip | None = None,
-    ) -> PatientSummary:
+    ) -> Rendered:
         """The summary: written through on every write, loaded and filled on a miss."""
         key = self._keys.summary(clinic_id, patient_id)
         return await self._versioned_read(
             "summary",
-            SummaryEntry,
+            SUMMARY,
             clinic_id,
             key,
             self._policy.summary_ttl_s,
@@ -145,7 +179,7 @@ class PatientCache:
 
     async def search(
         self, clinic_id: str, criteria: bytes, load: Callable[[], Awaitable[SearchPage]]
-    ) -> SearchPage:
+    ) -> Rendered:
         """A search page under the clinic's current generation; refreshed ahead of expiry."""
         key = self._keys.search(clinic_id, criteria)
         generation_key = self._keys.search_generation(clinic_id)
@@ -159,24 +193,22 @@ class PatientCache:
                 )
         except CacheUnavailable:
             self._record("search", "error")
-            return await load()
+            return Rendered(SEARCH.render(await load()))
         current = generation.decode()
-        entry = self._decode(SearchEntry, clinic_id, stored)
+        entry = self._decode(SEARCH, clinic_id, stored)
         if entry is not None and entry.generation == current:
             self._record("search", "hit")
             if self._due_for_refresh(entry.stored_at):
                 self._refresh_in_background(key, current, clinic_id, load)
-            return entry.data
+            return entry.record
         self._record("search", "miss")
 
-        async def load_and_store() -> SearchPage:
-            page = await load()
-            await self._store_search(clinic_id, key, current, page)
-            return page
+        async def load_and_store() -> Rendered:
+            return await self._store_search(clinic_id, key, current, await load())
 
-        async def filled_by_another() -> SearchPage | None:
-            found = await self._peek(SearchEntry, clinic_id, key)
-            return found.data if found is not None and found.generation == current else None
+        async def filled_by_another() -> Rendered | None:
+            found = await self._peek(SEARCH, clinic_id, key)
+            return found.record if found is not None and found.generation == current else None
 
         # The generation is part of the flight: a load that began before a write is never
         # shared with a reader that arrived after it.
@@ -191,7 +223,7 @@ class PatientCache:
         """Replace the profile and the summary, and retire the clinic's cached searches."""
         summary = PatientSummary.model_validate(patient, from_attributes=True)
         await self._must_store(
-            ProfileEntry,
+            PROFILE,
             clinic_id,
             self._keys.profile(clinic_id, patient.id),
             patient,
@@ -199,7 +231,7 @@ class PatientCache:
             self._policy.profile_ttl_s,
         )
         await self._must_store(
-            SummaryEntry,
+            SUMMARY,
             clinic_id,
             self._keys.summary(clinic_id, patient.id),
             summary,
@@ -235,14 +267,14 @@ class PatientCache:
     async def _versioned_read(
         self,
         cache: CacheName,
-        entry_type: type[Entry[M]],
+        form: Form[M],
         clinic_id: str,
         key: str,
         ttl_s: float,
         load: Callable[[], Awaitable[M]],
         version_of: Callable[[M], int],
         journal: JournalSlip | None = None,
-    ) -> M:
+    ) -> Rendered:
         try:
             if journal is None:
                 [stored] = await self.backend.call(lambda b: b.get_many([key]))
@@ -252,21 +284,21 @@ class PatientCache:
                 )
         except CacheUnavailable:
             self._record(cache, "error")
-            return await load()
-        entry = self._decode(entry_type, clinic_id, stored)
+            value = await load()
+            return Rendered(form.render(value), version_of(value))
+        entry = self._decode(form, clinic_id, stored)
         if entry is not None:
             self._record(cache, "hit")
-            return entry.data
+            return entry.record
         self._record(cache, "miss")
 
-        async def load_and_store() -> M:
+        async def load_and_store() -> Rendered:
             value = await load()
-            await self._store(entry_type, clinic_id, key, value, version_of(value), ttl_s)
-            return value
+            return await self._store(form, clinic_id, key, value, version_of(value), ttl_s)
 
-        async def filled_by_another() -> M | None:
-            found = await self._peek(entry_type, clinic_id, key)
-            return None if found is None else found.data
+        async def filled_by_another() -> Rendered | None:
+            found = await self._peek(form, clinic_id, key)
+            return None if found is None else found.record
 
         return await self._single_flight(
             key, lambda: self._fill_exclusively(key, load_and_store, filled_by_another)
@@ -351,77 +383,81 @@ class PatientCache:
             return
         await self._store_search(clinic_id, key, generation, page)
 
-    async def _peek(self, entry_type: type[Entry[M]], clinic_id: str, key: str) -> Entry[M] | None:
+    async def _peek(self, form: Form[M], clinic_id: str, key: str) -> Stored | None:
         try:
             [stored] = await self.backend.call(lambda b: b.get_many([key]))
         except CacheUnavailable:
             return None
-        return self._decode(entry_type, clinic_id, stored)
+        return self._decode(form, clinic_id, stored)
 
-    def _decode(
-        self, entry_type: type[Entry[M]], clinic_id: str, stored: bytes | None
-    ) -> Entry[M] | None:
-        """The entry if it is whole, current in form and the caller's clinic's; else a miss."""
+    def _decode(self, form: Form[M], clinic_id: str, stored: bytes | None) -> Stored | None:
+        """The entry if it is whole, current in shape and the caller's clinic's; else a miss."""
         if stored is None:
             return None
         parsed = split_version(stored)
         if parsed is None or not parsed[1]:
             return None  # a tombstone, or not ours
+        version, payload = parsed
+        head, _, body = payload.partition(HEADER_END)
         try:
-            entry = entry_type.model_validate_json(parsed[1])
-        except ValueError:
-            log.warning("cache_value_unreadable", extra={"entry": entry_type.__name__})
+            header = orjson.loads(head)
+            orjson.loads(body)  # whole: a value cut short is a miss, never a broken response
+            stored_at, generation, shape = header["at"], header["gen"], header["shape"]
+            clinic = header["clinic"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("cache_value_unreadable", extra={"entry": form.model.__name__})
             return None
-        if entry.clinic != clinic_id:
-            log.error("cache_clinic_mismatch", extra={"entry": entry_type.__name__})
+        if shape != form.shape:
+            return None  # rendered by a release with another model: loaded again
+        if clinic != clinic_id:
+            log.error("cache_clinic_mismatch", extra={"entry": form.model.__name__})
             return None
-        return entry
+        return Stored(float(stored_at), str(generation), Rendered(body, version))
 
-    def _encode(
-        self, entry_type: type[Entry[M]], clinic_id: str, value: M, generation: str
-    ) -> bytes:
-        entry = entry_type(
-            clinic=clinic_id, stored_at=self._clock(), generation=generation, data=value
-        )
-        return entry.model_dump_json().encode()
+    def _encode(self, form: Form[M], clinic_id: str, body: bytes, generation: str) -> bytes:
+        return form.header(clinic_id, self._clock(), generation) + HEADER_END + body
 
     async def _store(
         self,
-        entry_type: type[Entry[M]],
+        form: Form[M],
         clinic_id: str,
         key: str,
         value: M,
         version: int,
         ttl_s: float,
-    ) -> None:
-        payload = self._encode(entry_type, clinic_id, value, NO_GENERATION)
+    ) -> Rendered:
+        record = Rendered(form.render(value), version)
+        payload = self._encode(form, clinic_id, record.body, NO_GENERATION)
         try:
             await self.backend.call(lambda b: b.set_if_not_older(key, version, payload, ttl_s))
         except CacheUnavailable:
             pass  # a fill that did not happen is only a later miss
+        return record
 
     async def _must_store(
         self,
-        entry_type: type[Entry[M]],
+        form: Form[M],
         clinic_id: str,
         key: str,
         value: M,
         version: int,
         ttl_s: float,
     ) -> None:
-        payload = self._encode(entry_type, clinic_id, value, NO_GENERATION)
+        payload = self._encode(form, clinic_id, form.render(value), NO_GENERATION)
         await self.backend.must_write(
             key, lambda b: b.set_if_not_older(key, version, payload, ttl_s)
         )
 
     async def _store_search(
         self, clinic_id: str, key: str, generation: str, page: SearchPage
-    ) -> None:
-        payload = versioned(UNVERSIONED, self._encode(SearchEntry, clinic_id, page, generation))
+    ) -> Rendered:
+        record = Rendered(SEARCH.render(page))
+        payload = versioned(UNVERSIONED, self._encode(SEARCH, clinic_id, record.body, generation))
         try:
             await self.backend.call(lambda b: b.set(key, payload, self._policy.search_ttl_s))
         except CacheUnavailable:
             pass
+        return record
 
 
 # The generation key outlives any page filed under it by far; it is tiny and per clinic.

@@ -12,6 +12,7 @@ from patient_search.audit.recorders import ViewAudit, WriteAudit
 from patient_search.audit.repository import AuditRepository
 from patient_search.auth.dependencies import BEARER_REQUIRED, Writer
 from patient_search.auth.tokens import Principal
+from patient_search.cache.policies import Rendered
 from patient_search.db.dependencies import OnDemandReadDb, WriteDb
 from patient_search.errors import InvalidRequest
 from patient_search.observability.context import request_id
@@ -56,6 +57,16 @@ def _etag(patient: Patient) -> str:
     return f'"{patient.version}"'
 
 
+def _record_response(record: Rendered) -> Response:
+    # The body is already the response model's JSON (rendered once, maybe read from the
+    # cache): FastAPI's validate-and-serialise pass is skipped (decision 0015).
+    return Response(
+        record.body,
+        media_type="application/json",
+        headers={"ETag": f'"{record.version}"', "Cache-Control": NO_STORE},
+    )
+
+
 def _expected_version(if_match: str | None) -> int | None:
     if if_match is None or if_match.strip() == "*":
         return None
@@ -88,12 +99,9 @@ async def create_patient(
     responses=problem_responses(404),
     openapi_extra=BEARER_REQUIRED,
 )
-async def get_patient(patient_id: uuid.UUID, reader: OnDemandReadDb, response: Response) -> Patient:
+async def get_patient(patient_id: uuid.UUID, reader: OnDemandReadDb) -> Response:
     """One patient of the caller's clinic (served from the profile cache when it can be)."""
-    patient = await _lookup(reader).profile(patient_id)
-    response.headers["ETag"] = _etag(patient)
-    response.headers["Cache-Control"] = NO_STORE
-    return patient
+    return _record_response(await _lookup(reader).profile(patient_id))
 
 
 @router.get(
@@ -102,14 +110,9 @@ async def get_patient(patient_id: uuid.UUID, reader: OnDemandReadDb, response: R
     responses=problem_responses(404),
     openapi_extra=BEARER_REQUIRED,
 )
-async def get_patient_summary(
-    patient_id: uuid.UUID, reader: OnDemandReadDb, response: Response
-) -> PatientSummary:
+async def get_patient_summary(patient_id: uuid.UUID, reader: OnDemandReadDb) -> Response:
     """The small record appointment lists need: name, date of birth, MRN, status, phones."""
-    summary = await _lookup(reader).summary(patient_id)
-    response.headers["ETag"] = f'"{summary.version}"'
-    response.headers["Cache-Control"] = NO_STORE
-    return summary
+    return _record_response(await _lookup(reader).summary(patient_id))
 
 
 @router.patch(

@@ -9,7 +9,7 @@ from typing import Any
 from patient_search.audit.journal import JournalSlip
 from patient_search.audit.recorders import Auditor, ViewAudit
 from patient_search.audit.repository import Action
-from patient_search.cache.policies import PatientCache
+from patient_search.cache.policies import PatientCache, Rendered
 from patient_search.contacts import normalize_email, normalize_phone
 from patient_search.db.dependencies import ClinicReader
 from patient_search.errors import InvalidRequest, MrnConflict, PatientNotFound, VersionMismatch
@@ -181,8 +181,8 @@ class PatientLookup:
         # journal is on; otherwise (and on a miss) it is committed before the response.
         self._audit = audit
 
-    async def profile(self, patient_id: uuid.UUID) -> Patient:
-        """The full profile (cache-aside)."""
+    async def profile(self, patient_id: uuid.UUID) -> Rendered:
+        """The full profile as the API sends it (cache-aside)."""
         slip = self._audit.slip(patient_id, "view") if self._audit is not None else None
         patient = await self._cache.profile(
             self._reader.clinic_id, patient_id, lambda: self._load(patient_id), slip
@@ -190,8 +190,8 @@ class PatientLookup:
         await self._audit_unless_journaled(patient_id, "view", slip)
         return patient
 
-    async def summary(self, patient_id: uuid.UUID) -> PatientSummary:
-        """The summary (written through on every write)."""
+    async def summary(self, patient_id: uuid.UUID) -> Rendered:
+        """The summary as the API sends it (written through on every write)."""
 
         async def load() -> PatientSummary:
             patient = await self._load(patient_id)

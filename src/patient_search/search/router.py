@@ -23,8 +23,8 @@ router = APIRouter(prefix="/v1/patients", tags=["search"])
     openapi_extra=BEARER_REQUIRED,
 )
 async def search_patients(
-    criteria: Annotated[SearchCriteria, Query()], reader: OnDemandReadDb, response: Response
-) -> SearchPage:
+    criteria: Annotated[SearchCriteria, Query()], reader: OnDemandReadDb
+) -> Response:
     """Find patients of the caller's clinic by name, phone, email, date of birth or MRN."""
     state = reader.state
     # 429 with Retry-After when the user (token sub, in the clinic) searches too often.
@@ -36,5 +36,5 @@ async def search_patients(
         state.settings.phone_region,
     )
     page = await search.search(criteria)
-    response.headers["Cache-Control"] = "no-store"
-    return page
+    # Already the response model's JSON (decision 0015).
+    return Response(page.body, media_type="application/json", headers={"Cache-Control": "no-store"})

@@ -12,7 +12,7 @@ import orjson
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 
-from patient_search.cache.policies import PatientCache
+from patient_search.cache.policies import PatientCache, Rendered
 from patient_search.contacts import normalize_email, normalize_phone, phone_digits
 from patient_search.db.dependencies import ClinicReader
 from patient_search.search.cursor import CursorCodec
@@ -476,8 +476,9 @@ class CachedSearch:
         self._cursors = cursors
         self._region = region
 
-    async def search(self, criteria: SearchCriteria) -> SearchPage:
-        """The page for the criteria: cached under the clinic's generation, else searched."""
+    async def search(self, criteria: SearchCriteria) -> Rendered:
+        """The page's JSON for the criteria: cached under the clinic's generation, else
+        searched."""
 
         async def load() -> SearchPage:
             async with self._reader.transaction() as db:
