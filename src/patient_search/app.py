@@ -19,6 +19,7 @@ from patient_search.observability.metrics import observe_pool_acquire, record_ca
 from patient_search.observability.middleware import RequestObservability
 from patient_search.observability.runtime import Observability
 from patient_search.patients.router import router as patients_router
+from patient_search.patients.shortcut import CachedReadShortcut
 from patient_search.problems import install_problem_handlers
 from patient_search.rate_limit import build_search_limiter
 from patient_search.search.router import router as search_router
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Find the right patient first, in milliseconds, within your clinic.",
         lifespan=lifespan,
     )
+    # Innermost: answers profile and summary cache hits before routing (decision 0016).
+    app.add_middleware(CachedReadShortcut)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTiming)
     app.add_middleware(Utf8Url)

@@ -141,7 +141,9 @@ async def test_pool_gauges_and_acquire_histogram(tiny_pool_app: FastAPI) -> None
     await pool.wait(timeout=5)
     sampler = RuntimeSampler(pool)
     acquire = "patient_search_db_pool_acquire_seconds"
-    waited_before = sample(f"{acquire}_bucket", le="0.5") - sample(f"{acquire}_bucket", le="0.1")
+    # Above 0.1 s with no upper bound: how much longer a loaded machine takes to give up is
+    # not this test's business (it failed once at <= 0.5 s while the whole suite ran).
+    waited_before = sample(f"{acquire}_count") - sample(f"{acquire}_bucket", le="0.1")
     count_before = sample(f"{acquire}_count")
     async with _client(tiny_pool_app) as client:
         async with pool.connection():  # hold the only connection
@@ -163,7 +165,7 @@ async def test_pool_gauges_and_acquire_histogram(tiny_pool_app: FastAPI) -> None
         sampler.sample_pool()
         assert sample("patient_search_db_pool_waiting") == 0
         assert sample("patient_search_db_pool_connections", state="idle") == 1
-    waited = sample(f"{acquire}_bucket", le="0.5") - sample(f"{acquire}_bucket", le="0.1")
+    waited = sample(f"{acquire}_count") - sample(f"{acquire}_bucket", le="0.1")
     assert waited >= waited_before + 1  # the request that waited 0.3 s and gave up
     assert sample(f"{acquire}_count") >= count_before + 2
 

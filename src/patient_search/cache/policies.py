@@ -177,6 +177,21 @@ class PatientCache:
             journal,
         )
 
+    async def profile_hit(
+        self, clinic_id: str, patient_id: uuid.UUID, journal: JournalSlip | None = None
+    ) -> Rendered | None:
+        """The cached profile, or None (a miss, a tombstone, Redis failing): nothing is loaded
+        and only a hit is counted, so a caller that goes on to `profile` counts once."""
+        key = self._keys.profile(clinic_id, patient_id)
+        return await self._hit("profile", PROFILE, clinic_id, key, journal)
+
+    async def summary_hit(
+        self, clinic_id: str, patient_id: uuid.UUID, journal: JournalSlip | None = None
+    ) -> Rendered | None:
+        """The cached summary, or None; as `profile_hit`."""
+        key = self._keys.summary(clinic_id, patient_id)
+        return await self._hit("summary", SUMMARY, clinic_id, key, journal)
+
     async def search(
         self, clinic_id: str, criteria: bytes, load: Callable[[], Awaitable[SearchPage]]
     ) -> Rendered:
@@ -276,12 +291,7 @@ class PatientCache:
         journal: JournalSlip | None = None,
     ) -> Rendered:
         try:
-            if journal is None:
-                [stored] = await self.backend.call(lambda b: b.get_many([key]))
-            else:
-                stored, journal.appended = await self.backend.call(
-                    lambda b: b.get_journaled(key, journal.stream, journal.entry)
-                )
+            stored = await self._read(key, journal)
         except CacheUnavailable:
             self._record(cache, "error")
             value = await load()
@@ -303,6 +313,33 @@ class PatientCache:
         return await self._single_flight(
             key, lambda: self._fill_exclusively(key, load_and_store, filled_by_another)
         )
+
+    async def _hit(
+        self,
+        cache: CacheName,
+        form: Form[M],
+        clinic_id: str,
+        key: str,
+        journal: JournalSlip | None,
+    ) -> Rendered | None:
+        try:
+            entry = self._decode(form, clinic_id, await self._read(key, journal))
+        except CacheUnavailable:
+            return None
+        if entry is None:
+            return None
+        self._record(cache, "hit")
+        return entry.record
+
+    async def _read(self, key: str, journal: JournalSlip | None) -> bytes | None:
+        """The stored value; with a journal slip, its entry appended if it holds a record."""
+        if journal is None:
+            [stored] = await self.backend.call(lambda b: b.get_many([key]))
+            return stored
+        stored, journal.appended = await self.backend.call(
+            lambda b: b.get_journaled(key, journal.stream, journal.entry)
+        )
+        return stored
 
     async def _single_flight(self, flight: str, produce: Callable[[], Awaitable[T]]) -> T:
         task = self._inflight.get(flight)

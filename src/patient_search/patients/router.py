@@ -41,7 +41,7 @@ def _service(db: WriteDb, principal: Principal, state: State) -> PatientService:
     )
 
 
-def _lookup(reader: OnDemandReadDb) -> PatientLookup:
+def lookup_for(reader: OnDemandReadDb) -> PatientLookup:
     state = reader.state
     audit = ViewAudit(
         state.access_trail,
@@ -57,7 +57,7 @@ def _etag(patient: Patient) -> str:
     return f'"{patient.version}"'
 
 
-def _record_response(record: Rendered) -> Response:
+def record_response(record: Rendered) -> Response:
     # The body is already the response model's JSON (rendered once, maybe read from the
     # cache): FastAPI's validate-and-serialise pass is skipped (decision 0015).
     return Response(
@@ -101,7 +101,7 @@ async def create_patient(
 )
 async def get_patient(patient_id: uuid.UUID, reader: OnDemandReadDb) -> Response:
     """One patient of the caller's clinic (served from the profile cache when it can be)."""
-    return _record_response(await _lookup(reader).profile(patient_id))
+    return record_response(await lookup_for(reader).profile(patient_id))
 
 
 @router.get(
@@ -112,7 +112,7 @@ async def get_patient(patient_id: uuid.UUID, reader: OnDemandReadDb) -> Response
 )
 async def get_patient_summary(patient_id: uuid.UUID, reader: OnDemandReadDb) -> Response:
     """The small record appointment lists need: name, date of birth, MRN, status, phones."""
-    return _record_response(await _lookup(reader).summary(patient_id))
+    return record_response(await lookup_for(reader).summary(patient_id))
 
 
 @router.patch(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from patient_search.audit.journal import JournalSlip
 from patient_search.audit.recorders import Auditor, ViewAudit
@@ -201,6 +201,21 @@ class PatientLookup:
         summary = await self._cache.summary(self._reader.clinic_id, patient_id, load, slip)
         await self._audit_unless_journaled(patient_id, "summary", slip)
         return summary
+
+    async def cached(
+        self, patient_id: uuid.UUID, action: Literal["view", "summary"]
+    ) -> Rendered | None:
+        """The profile (`view`) or summary if the cache holds it, audited; else None, with
+        nothing audited and nothing loaded (the caller goes on to `profile` or `summary`)."""
+        slip = self._audit.slip(patient_id, action) if self._audit is not None else None
+        clinic_id = self._reader.clinic_id
+        if action == "view":
+            record = await self._cache.profile_hit(clinic_id, patient_id, slip)
+        else:
+            record = await self._cache.summary_hit(clinic_id, patient_id, slip)
+        if record is not None:
+            await self._audit_unless_journaled(patient_id, action, slip)
+        return record
 
     async def _audit_unless_journaled(
         self, patient_id: uuid.UUID, action: Action, slip: JournalSlip | None
