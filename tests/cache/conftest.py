@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from patient_search.app import create_app
 from patient_search.settings import Settings
+from tests.conftest import make_settings
+from tests.instruments import CountingObserver
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +22,23 @@ def redis_url() -> str:
     if not url:
         pytest.fail("no Redis configured: run through `make test`")
     return url
+
+
+@pytest.fixture(scope="module")
+async def redis_app(database_url: str, redis_url: str) -> AsyncIterator[FastAPI]:
+    """The service on the test Redis; its statements are counted (`statements` in the tests).
+
+    A generous Redis timeout: tests count statements, and a loaded CI machine must not turn a
+    slow Redis reply into a (correct, but uncounted-for) database read."""
+    app = create_app(make_settings(database_url, redis_url=redis_url, redis_timeout_ms=2000))
+    async with app.router.lifespan_context(app):
+        state = app.state.services
+        state.query_observer = CountingObserver(state.query_observer)
+        yield app
+
+
+@pytest.fixture
+async def http(redis_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=redis_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client

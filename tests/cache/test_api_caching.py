@@ -3,37 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from patient_search.app import create_app
 from patient_search.cache.keys import PREFIX
 from patient_search.patients.schemas import Patient
-from tests.conftest import make_settings
 from tests.factories import bearer, new_clinic_id, patient_body
 from tests.instruments import CountingObserver
-
-
-@pytest.fixture(scope="module")
-async def redis_app(database_url: str, redis_url: str) -> AsyncIterator[FastAPI]:
-    # A generous Redis timeout: these tests count statements, and a loaded CI machine must
-    # not turn a slow Redis reply into a (correct, but uncounted-for) database read.
-    app = create_app(make_settings(database_url, redis_url=redis_url, redis_timeout_ms=2000))
-    async with app.router.lifespan_context(app):
-        state = app.state.services
-        state.query_observer = CountingObserver(state.query_observer)
-        yield app
-
-
-@pytest.fixture
-async def http(redis_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=redis_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
 
 
 @pytest.fixture

@@ -5,36 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import psycopg
-import pytest
 from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
-from patient_search.app import create_app
 from patient_search.patients.shortcut import CachedReadShortcut
 from tests.audit.trail_rows import entries
-from tests.conftest import make_settings
 from tests.factories import bearer, new_clinic_id, patient_body
 from tests.observability.helpers import sample
 
 REQUESTS = "patient_search_http_request_duration_seconds"
-
-
-@pytest.fixture(scope="module")
-async def redis_app(database_url: str, redis_url: str) -> AsyncIterator[FastAPI]:
-    app = create_app(make_settings(database_url, redis_url=redis_url, redis_timeout_ms=2000))
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def http(redis_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=redis_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
 
 
 class Downstream:
