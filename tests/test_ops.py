@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from patient_search.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.factories import bearer, new_clinic_id
 
 
@@ -57,8 +57,7 @@ async def test_unknown_route_is_a_problem_document(client: httpx.AsyncClient) ->
 
 async def test_pool_exhaustion_is_a_quick_503_with_retry_after(tiny_pool_app: FastAPI) -> None:
     pool = tiny_pool_app.state.services.pool
-    transport = httpx.ASGITransport(app=tiny_pool_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(tiny_pool_app) as client:
         async with pool.connection():  # hold the only connection
             response = await asyncio.wait_for(
                 client.get(f"/v1/patients/{uuid.uuid4()}", headers=bearer(new_clinic_id())),
@@ -77,8 +76,7 @@ async def test_database_down_is_503_and_not_ready() -> None:
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app) as client:
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["database"] == "unavailable"

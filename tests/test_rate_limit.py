@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
 from patient_search.app import create_app
 from patient_search.errors import RateLimited
 from patient_search.rate_limit import LocalBuckets, RateLimiter
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.factories import bearer, new_clinic_id
 from tests.private_servers import PrivateRedis, free_port
 
@@ -55,8 +54,7 @@ async def limited_app(database_url: str) -> AsyncIterator[FastAPI]:
 
 
 async def test_search_over_the_limit_is_429_with_retry_after(limited_app: FastAPI) -> None:
-    transport = httpx.ASGITransport(app=limited_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(limited_app) as client:
         clinic = new_clinic_id()
         alice = bearer(clinic, user="alice")
         statuses = [

@@ -19,7 +19,7 @@ from patient_search.audit.repository import Access
 from patient_search.db.pool import build_pool
 from patient_search.db.statements import NullObserver
 from tests.audit.trail_rows import Entries, entries, with_request_id
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.factories import bearer, new_clinic_id, patient_body
 from tests.private_servers import PrivateRedis
 
@@ -66,8 +66,7 @@ async def journal_client(
     app = create_app(make_settings(database_url, redis_url=private_redis.url))
     async with app.router.lifespan_context(app):
         assert await _until_checked(app) == "on"
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with asgi_client(app) as http:
             yield http
 
 
@@ -126,8 +125,7 @@ async def test_views_are_not_journaled_when_redis_may_evict_the_journal(
     app = create_app(make_settings(database_url, redis_url=private_redis.url))
     clinic = new_clinic_id()
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app) as client:
             assert await _until_checked(app) == "off"
             created = await _create(client, bearer(clinic))
             path = f"/v1/patients/{created['id']}"

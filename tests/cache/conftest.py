@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from patient_search.app import create_app
 from patient_search.settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.instruments import CountingObserver
 
 
@@ -39,6 +39,5 @@ async def redis_app(database_url: str, redis_url: str) -> AsyncIterator[FastAPI]
 
 @pytest.fixture
 async def http(redis_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=redis_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(redis_app) as client:
         yield client

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from patient_search.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.factories import bearer, new_clinic_id, patient_body
 from tests.faults.conftest import PrivatePostgres, report
 from tests.faults.load import Load, percentile_ms
@@ -30,8 +30,7 @@ async def test_requests_fail_fast_while_postgres_is_down_and_recover_after(
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app) as client:
             headers = bearer(new_clinic_id())
             ids = []
             for n in range(5):

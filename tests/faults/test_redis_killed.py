@@ -11,7 +11,7 @@ import httpx
 import redis
 
 from patient_search.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.factories import bearer, new_clinic_id, patient_body
 from tests.faults.conftest import report
 from tests.faults.load import Load, Outcome, median_ms, percentile_ms
@@ -42,8 +42,7 @@ async def test_redis_killed_and_restarted_under_load(
     async with app.router.lifespan_context(app):
         state = app.state.services
         state.query_observer = observer = CountingObserver(state.query_observer)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app) as client:
             headers = bearer(new_clinic_id())
             ids = []
             for n in range(PATIENTS):

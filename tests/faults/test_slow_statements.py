@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from patient_search.app import create_app
 from patient_search.db.tenant import clinic_transaction
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.factories import bearer, new_clinic_id, patient_body
 from tests.faults.conftest import report
 
@@ -41,8 +41,7 @@ async def small_pool_app(database_url: str) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def http(small_pool_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=small_pool_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(small_pool_app) as client:
         yield client
 
 

@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-import httpx
 import pytest
 
 from patient_search.app import create_app
 from patient_search.observability.alerts import SlowQueryAlerts
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.factories import bearer, new_clinic_id, patient_body
 from tests.observability.helpers import capture_logs
 
@@ -150,8 +149,7 @@ async def test_the_service_posts_an_alert_without_patient_data(
     headers = bearer(new_clinic_id())
     person = patient_body(first_name="Octavia", last_name="Wrenfield-Ames", mrn="MRN-WH-5521")
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app) as client:
             created = await client.post("/v1/patients", json=person, headers=headers)
             assert created.status_code == 201
             for _ in range(3):

@@ -7,14 +7,13 @@ import json
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 from patient_search.app import create_app
 from patient_search.observability import emf as emf_module
 from patient_search.observability.emf import EmfSink
 from patient_search.observability.metrics import record_cache
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.factories import bearer, new_clinic_id
 
 
@@ -104,8 +103,7 @@ async def test_the_service_emits_emf_on_stdout(
         make_settings(database_url, cloudwatch_emf=True, cloudwatch_namespace="PSTest")
     )
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app) as client:
             await client.get(f"/v1/patients/{uuid.uuid4()}", headers=bearer(new_clinic_id()))
     # The lifespan's shutdown flushed the window.
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from patient_search.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.factories import bearer, new_clinic_id, patient_body
 from tests.observability.helpers import capture_logs
 
@@ -27,8 +27,7 @@ async def slow_app(database_url: str) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def slow_client(slow_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=slow_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(slow_app) as client:
         yield client
 
 

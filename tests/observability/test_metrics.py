@@ -15,7 +15,7 @@ from patient_search.app import create_app
 from patient_search.observability import metrics
 from patient_search.observability.metrics import QueryMetrics, record_cache
 from patient_search.observability.samplers import RuntimeSampler
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.factories import bearer, new_clinic_id
 from tests.observability.helpers import free_port, sample, scraped
 
@@ -30,10 +30,6 @@ async def slow_app(database_url: str) -> AsyncIterator[FastAPI]:
     app = create_app(make_settings(database_url, slow_query_ms=0))
     async with app.router.lifespan_context(app):
         yield app
-
-
-def _client(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
 async def test_metrics_endpoint_serves_the_text_format(client: httpx.AsyncClient) -> None:
@@ -81,7 +77,7 @@ async def test_unmatched_paths_and_odd_methods_get_constant_labels(
 async def test_query_histogram_and_slow_counter_move_per_query_name(slow_app: FastAPI) -> None:
     before_count = sample(f"{QUERIES}_count", query="patient.get")
     before_slow = sample(SLOW, query="patient.get")
-    async with _client(slow_app) as client:
+    async with asgi_client(slow_app) as client:
         response = await client.get(f"/v1/patients/{uuid.uuid4()}", headers=bearer(new_clinic_id()))
         assert response.status_code == 404
         text = (await client.get("/metrics")).text
@@ -145,7 +141,7 @@ async def test_pool_gauges_and_acquire_histogram(tiny_pool_app: FastAPI) -> None
     # not this test's business (it failed once at <= 0.5 s while the whole suite ran).
     waited_before = sample(f"{acquire}_count") - sample(f"{acquire}_bucket", le="0.1")
     count_before = sample(f"{acquire}_count")
-    async with _client(tiny_pool_app) as client:
+    async with asgi_client(tiny_pool_app) as client:
         async with pool.connection():  # hold the only connection
             request = asyncio.create_task(
                 client.get(f"/v1/patients/{uuid.uuid4()}", headers=bearer(new_clinic_id()))
@@ -186,7 +182,7 @@ async def test_event_loop_lag_shows_a_blocked_loop(app: FastAPI) -> None:
 
 async def test_metrics_can_be_disabled(database_url: str) -> None:
     app = create_app(make_settings(database_url, metrics_enabled=False))
-    async with app.router.lifespan_context(app), _client(app) as client:
+    async with app.router.lifespan_context(app), asgi_client(app) as client:
         response = await client.get("/metrics")
         assert response.status_code == 404
 
@@ -194,7 +190,7 @@ async def test_metrics_can_be_disabled(database_url: str) -> None:
 async def test_metrics_can_live_on_a_port_of_their_own(database_url: str) -> None:
     port = free_port()
     app = create_app(make_settings(database_url, metrics_port=port))
-    async with app.router.lifespan_context(app), _client(app) as client:
+    async with app.router.lifespan_context(app), asgi_client(app) as client:
         assert (await client.get("/metrics")).status_code == 404
         await client.get("/healthz")
         async with httpx.AsyncClient() as scraper:

@@ -10,7 +10,7 @@ import jwt
 
 from patient_search.app import create_app
 from patient_search.web.router import CONTENT_SECURITY_POLICY
-from tests.conftest import make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.factories import TEST_SECRET, bearer, new_clinic_id, patient_body
 
 STRICT_CSP = (
@@ -97,8 +97,7 @@ async def test_dev_clinics_offers_a_clinic_created_just_now(api: httpx.AsyncClie
 
 async def test_dev_routes_do_not_exist_in_production(database_url: str) -> None:
     settings = make_settings(database_url, env="production")
-    transport = httpx.ASGITransport(app=create_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(create_app(settings)) as client:
         assert (await client.post("/dev/token", json={"clinic_id": "clinic-1"})).status_code == 404
         assert (await client.get("/dev/clinics")).status_code == 404
         assert (await client.get("/")).status_code == 200
