@@ -246,9 +246,7 @@ def prepare_database(datasets: dict[str, list[FebrlRecord]]) -> Settings:
     if comment == tag:
         return settings
     for dataset, records in datasets.items():
-        rows_in = (
-            RawRecord(line, import_row(r)) for line, r in enumerate(patients_of(records), 2)
-        )
+        rows_in = (RawRecord(line, import_row(r)) for line, r in enumerate(patients_of(records), 2))
         with contextlib.redirect_stdout(sys.stderr):
             status = cli._run_import(settings, clinic_of(dataset), rows_in, clinic_of(dataset))
         if status != 0:
@@ -306,7 +304,9 @@ def run_baselines(url: str, clinic: str, answers: Sequence[Answer]) -> None:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         cache: dict[str, tuple[list[str], list[str]]] = {}
         for answer in answers:
-            name = answer.query.q.rsplit(" ", 1)[0] if "in q" in answer.query.kind else answer.query.q
+            name = (
+                answer.query.q.rsplit(" ", 1)[0] if "in q" in answer.query.kind else answer.query.q
+            )
             if name not in cache:
                 params = {"clinic": clinic, "name": name}
                 seed = [r[0] for r in conn.execute(SEED_SQL, params)]
@@ -346,9 +346,10 @@ def table(dataset: str, answers: Sequence[Answer]) -> str:
         trigram = [_rank(a.query.answer, a.trigram) for a in group]
         latencies = sorted(a.latency_ms for a in group)
         p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+        mrr = sum(1 / r for r in ranks if r) / len(ranks)
         lines.append(
             f"| {kind} | {len(group)} | {_pct([r is not None for r in ranks])} "
-            f"| {_pct([r == 1 for r in ranks])} | {sum(1 / r for r in ranks if r) / len(ranks):.3f} "
+            f"| {_pct([r == 1 for r in ranks])} | {mrr:.3f} "
             f"| {_pct([r is not None for r in seed])} | {_pct([r == 1 for r in seed])} "
             f"| {_pct([r is not None for r in trigram])} | {_pct([r == 1 for r in trigram])} "
             f"| {statistics.median(latencies):.1f} / {p95:.1f} |"

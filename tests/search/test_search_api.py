@@ -169,7 +169,8 @@ class TestLadder:
     async def test_garbled_name_still_finds_partial_matches(self, search: Search) -> None:
         body = await search(q="alexander hxmxltxn")
         assert "A-108" in mrns(body)
-        assert body["items"][0]["match"] == "fuzzy"
+        # alexander agrees, hxmxltxn agrees with nothing
+        assert body["items"][0]["match"] == "partial"
 
     async def test_trigram_tier_only_for_tokens_no_patient_has(
         self, search: Search, statements: Counter[str]
@@ -213,10 +214,14 @@ class TestOmnibox:
         body = await search(q="jo smith 415-555-0134")
         assert mrns(body) == ["A-100"]
 
-    async def test_invalid_date_matches_nothing(self, search: Search) -> None:
-        body = await search(q="smith 02/30/1975")
+    async def test_invalid_date_alone_matches_nothing(self, search: Search) -> None:
+        body = await search(q="02/30/1975")
         assert body["items"] == []
         assert body["total"] == 0
+
+    async def test_invalid_date_beside_a_name_does_not_hide_it(self, search: Search) -> None:
+        # A date typed in the box is evidence, and an impossible one is none.
+        assert mrns(await search(q="smith 02/30/1975")) == mrns(await search(q="smith"))
 
 
 class TestFilters:

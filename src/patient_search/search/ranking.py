@@ -6,11 +6,14 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rapidfuzz import fuzz
 
 from patient_search.search.names import nickname_variants
+
+if TYPE_CHECKING:
+    from patient_search.search.evidence import Evidence
 
 
 class Rung(IntEnum):
@@ -97,6 +100,8 @@ class Hit:
     rung: Rung
     score: float
     sort_key: SortKey
+    label: str | None = None  # the `match` shown; None: the rung's label
+    evidence: Evidence | None = None
 
 
 def tiebreak(row: dict[str, Any]) -> tuple[str, str, str, str]:

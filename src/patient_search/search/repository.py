@@ -64,6 +64,36 @@ PHONE_SUFFIX = Statement(
     LIMIT 5001
     """,
 )
+# How many patients hold each typed term (capped): the weight of its agreement.
+TERM_FREQUENCIES = Statement(
+    "search.term_frequencies",
+    """
+    SELECT t.term, (SELECT count(*) FROM (
+        SELECT 1 FROM patient_name_terms p WHERE p.term = t.term LIMIT %(cap)s
+    ) capped) AS patients
+    FROM unnest(%(terms)s::text[]) AS t(term)
+    """,
+)
+CLINIC_SIZE = Statement(
+    "search.clinic_size", "SELECT count(*) AS patients FROM patients WHERE deleted_at IS NULL"
+)
+# Patients born on a typed date or a near one who share a candidate name term, and (fewer)
+# patients born on a typed date whatever their name. The date equality drives the index;
+# the term overlap filters the few rows it reads.
+DOB_CANDIDATES = Statement(
+    "search.dob_candidates",
+    """
+    (SELECT id, name_terms, first_key, last_key, date_of_birth FROM patients
+     WHERE date_of_birth = ANY(%(dates)s::date[]) AND deleted_at IS NULL
+       AND status = ANY(%(statuses)s::text[]) AND name_terms && %(terms)s::text[]
+     LIMIT %(cap)s)
+    UNION
+    (SELECT id, name_terms, first_key, last_key, date_of_birth FROM patients
+     WHERE date_of_birth = ANY(%(exact)s::date[]) AND deleted_at IS NULL
+       AND status = ANY(%(statuses)s::text[])
+     LIMIT %(exact_cap)s)
+    """,
+)
 # Phonetic codes and typo keys of the query tokens → vocabulary terms; prefixes → terms.
 VOCABULARY = Statement(
     "search.vocabulary",
@@ -193,9 +223,12 @@ class SearchRepository:
         keys: list[str],
         prefixes: list[str],
         per_prefix: int,
-    ) -> tuple[dict[str, set[uuid.UUID]], list[tuple[str, str, str]]]:
-        """Patients holding any of the identifiers, by kind; and (kind, probe, term) for every
-        vocabulary term a key or a prefix leads to. Independent reads: one round trip."""
+        frequency_terms: list[str],
+        frequency_cap: int,
+    ) -> tuple[dict[str, set[uuid.UUID]], list[tuple[str, str, str]], dict[str, int]]:
+        """Patients holding any of the identifiers, by kind; (kind, probe, term) for every
+        vocabulary term a key or a prefix leads to; and how many patients hold each of
+        `frequency_terms`. Independent reads: one round trip."""
         queries: list[tuple[Statement, dict[str, Any]]] = [
             (IDENTIFIERS, {"mrns": mrns, "emails": emails, "phones": phones, "dates": dates})
         ]
@@ -216,14 +249,50 @@ class SearchRepository:
                     },
                 )
             )
+        if frequency_terms:
+            queries.append((TERM_FREQUENCIES, {"terms": frequency_terms, "cap": frequency_cap}))
         results = iter(await self._db.fetch_batch(queries))
         found: dict[str, set[uuid.UUID]] = {}
         for row in next(results):
             found.setdefault(row["kind"], set()).add(row["id"])
         if phone_suffix:
             found["phone_suffix"] = {row["id"] for row in next(results)}
-        terms = [(row["kind"], row["probe"], row["term"]) for row in next(results, [])]
-        return found, terms
+        terms: list[tuple[str, str, str]] = []
+        if keys or prefixes:
+            terms = [(row["kind"], row["probe"], row["term"]) for row in next(results)]
+        frequencies: dict[str, int] = {}
+        if frequency_terms:
+            frequencies = {row["term"]: int(row["patients"]) for row in next(results)}
+        return found, terms, frequencies
+
+    async def clinic_size(self) -> int:
+        """The clinic's live patients (a full index count: callers cache it)."""
+        row = await self._db.fetch_one(CLINIC_SIZE, {})
+        return int(row["patients"]) if row else 0
+
+    async def dob_candidates(
+        self,
+        exact: list[dt.date],
+        near: list[dt.date],
+        terms: list[str],
+        statuses: list[str],
+        caps: tuple[int, int],
+    ) -> list[Row]:
+        """Name keys of patients born on one of `exact` or `near` who hold one of `terms`
+        (at most caps[0]), and of patients born on one of `exact` (at most caps[1])."""
+        if not exact:
+            return []
+        return await self._db.fetch_all(
+            DOB_CANDIDATES,
+            {
+                "dates": sorted(set(exact) | set(near)),
+                "exact": exact,
+                "terms": terms,
+                "statuses": statuses,
+                "cap": caps[0],
+                "exact_cap": caps[1],
+            },
+        )
 
     async def name_candidates(
         self, groups: list[list[str]], statuses: list[str], cap: int

@@ -22,7 +22,18 @@ from patient_search.patients.schemas import (
     _single_line,
 )
 
-Match = Literal["mrn", "phone", "email", "exact", "prefix", "nickname", "phonetic", "fuzzy"]
+Match = Literal[
+    "mrn",
+    "phone",
+    "email",
+    "exact",
+    "prefix",
+    "nickname",
+    "phonetic",
+    "fuzzy",
+    "partial",  # some typed name parts agree, others do not
+    "dob_near",  # the names agree, the typed date of birth is a near miss of the patient's
+]
 MIN_PHONE_SUFFIX = 4
 
 
@@ -75,6 +86,15 @@ class Summary(PatientIdentity):
 
     match: Match
     score: float
+    matched: dict[str, str] = Field(
+        default_factory=dict,
+        description="Field by field, how it agreed with the query, e.g."
+        ' {"last_name": "exact", "first_name": "typo", "date_of_birth": "transposed"}',
+    )
+    highlights: dict[str, list[tuple[int, int]]] = Field(
+        default_factory=dict,
+        description="Per displayed name field, the [start, end) character spans the query matched",
+    )
 
 
 class SearchPage(BaseModel):

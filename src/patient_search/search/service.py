@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,17 +17,30 @@ from patient_search.cache.policies import PatientCache, Rendered
 from patient_search.contacts import normalize_email, normalize_phone, phone_digits
 from patient_search.db.dependencies import ClinicReader
 from patient_search.search.cursor import CursorCodec
+from patient_search.search.evidence import (
+    DOB_EXACT_BITS,
+    FREQUENCY_CAP,
+    DobAgreement,
+    Evidence,
+    NameFields,
+    TermWeights,
+    highlights,
+    near_dates,
+    weigh,
+)
 from patient_search.search.names import deletion_keys, phonetic_codes, typo_budget
 from patient_search.search.parse import parse_query
 from patient_search.search.ranking import (
     MATCH_LABELS,
+    MAX_BONUS,
     Hit,
     Rung,
     SortKey,
     TokenCandidates,
-    name_similarity,
+    name_match,
     rank_rows,
     score_of,
+    tiebreak,
 )
 from patient_search.search.repository import (
     END_BOUND,
@@ -55,10 +69,29 @@ PREFIX_TERMS_PER_TOKEN = 64
 MIN_PHONETIC_LENGTH = 3
 MIN_PHONETIC_SPELLING = 60  # rapidfuzz ratio: Kathryn ~ Catherine 63, Garcia ~ Cruz 40
 IDENTIFIER_RUNGS = {"mrn": Rung.MRN, "phone": Rung.PHONE, "email": Rung.EMAIL}
-# A patient found only through an identifier filter stays listed under a name query only if
-# its name is at least this similar (token_sort_ratio) — else "smith 03/14/1975" lists every
-# patient born that day.
-MIN_NAME_SIMILARITY = 0.5
+# With a date typed, names find fewer candidates: a wrong date cannot pick the right one
+# among a thousand holders of one common name anyway, and the date finds its own.
+DATED_CANDIDATE_CAP = 200
+DOB_CANDIDATE_CAP = 500
+# Patients born on a typed date who share no name with the query: listed after every
+# patient who does (a clerk with the right date and a garbled name still finds them).
+DATE_ONLY_CAP = 50
+# Adjacent tokens are also read joined ("jayde n" → "jayden") when one of them is this short,
+# at most this many times per query.
+MAX_JOIN_PART = 4
+MAX_JOINED_READINGS = 3
+# How long a worker trusts its count of a clinic's patients (the N of the term weights).
+CLINIC_SIZE_TTL_S = 600.0
+_clinic_sizes: dict[str, tuple[float, int]] = {}
+
+
+# Sort bands of evidence-ranked hits, after the identifier rungs (MRN, phone, email): every
+# typed field exact (BR-P018), then by evidence; without a date, partial names come last.
+EXACT_BAND = int(Rung.EXACT)
+AGREED_BAND = EXACT_BAND + 1
+PARTIAL_BAND = EXACT_BAND + 2
+DATE_ONLY_BAND = EXACT_BAND + 3  # a typed date agrees, no typed name does
+NEAR_DOB = {DobAgreement.TRANSPOSED, DobAgreement.DAY_MONTH_SWAPPED, DobAgreement.ONE_DIGIT}
 
 
 @dataclass(slots=True)
@@ -66,6 +99,72 @@ class _Ranked:
     hits: list[Hit]
     total: int
     exact: bool
+
+
+@dataclass(slots=True)
+class _Ranking:
+    """What evidence ranking weighs: the readings of the names, the typed dates, the weights."""
+
+    readings: list[list[TokenCandidates]]  # the tokens as typed first, then joined readings
+    comma_last: list[str]
+    dates: list[dt.date]
+    weights: TermWeights
+
+    def rank(self, rows: list[dict[str, Any]], identifiers: dict[uuid.UUID, Rung]) -> list[Hit]:
+        """Hits for rows, best first."""
+        top = max(sum(self.weights.bits(c.token) for c in reading) for reading in self.readings)
+        top += (DOB_EXACT_BITS if self.dates else 0.0) + MAX_BONUS
+        hits = []
+        for row in rows:
+            name = NameFields.of(
+                row.get("first_key"), row.get("last_key"), row.get("name_terms") or ()
+            )
+            evidence = weigh(
+                name, self.readings, self.weights, self.dates, row.get("date_of_birth")
+            )
+            # The ladder's within-rung bonus (typed order, first/last over middle, spelling
+            # similarity) stays as a tie-break worth less than a tenth of a bit.
+            _, bonus = name_match(row, self.readings[0], self.comma_last)
+            hits.append(self._hit(row, evidence, evidence.bits + bonus, top, identifiers))
+        hits.sort(key=lambda hit: hit.sort_key)
+        return hits
+
+    def _hit(
+        self,
+        row: dict[str, Any],
+        evidence: Evidence,
+        value: float,
+        top: float,
+        identifiers: dict[uuid.UUID, Rung],
+    ) -> Hit:
+        norm = min(1.0, max(0.0, value / top)) if top > 0 else 0.0
+        identifier = identifiers.get(row["id"])
+        partial = evidence.missing > 0
+        if identifier is not None:
+            band, rung, label = int(identifier), identifier, MATCH_LABELS[identifier]
+            score = score_of(identifier, MAX_BONUS * norm)
+        elif evidence.all_exact:
+            band, rung, label = EXACT_BAND, Rung.EXACT, "exact"
+            score = 0.6 + MAX_BONUS * norm
+        elif not evidence.agreements:
+            band, rung, label = DATE_ONLY_BAND, Rung.FUZZY, "partial"
+            score = 0.049 * norm
+        else:
+            rung = Rung.FUZZY if partial else evidence.worst_level
+            if partial:
+                label = "partial"
+            elif evidence.dob in NEAR_DOB:
+                label = "dob_near"
+            else:
+                label = MATCH_LABELS[rung]
+            if self.dates:
+                band, score = AGREED_BAND, 0.05 + 0.54 * norm
+            elif partial:
+                band, score = PARTIAL_BAND, 0.29 * norm
+            else:
+                band, score = AGREED_BAND, 0.3 + 0.29 * norm
+        key: SortKey = (band, -round(value * 10_000), "", 0, *tiebreak(row))
+        return Hit(row, rung, round(score, 6), key, label, evidence)
 
 
 class SearchService:
@@ -90,23 +189,40 @@ class SearchService:
         parsed = parse_query(criteria.q or "", self._region)
         statuses: list[str] = [criteria.status] if criteria.status else LIVE_STATUSES
         tokens = [TokenCandidates.for_token(token) for token in parsed.names]
+        joins = _join_candidates(tokens)
         need = criteria.offset + criteria.limit + 1
+        # A date typed beside names is evidence; alone, or as the parameter, it filters.
+        typed_dates = parsed.dates if tokens else []
+        filter_dates = (
+            [criteria.date_of_birth] if criteria.date_of_birth else [] if tokens else parsed.dates
+        )
+        evidence_dates = sorted(set(typed_dates) | set(filter_dates))
 
         filters: dict[str, set[uuid.UUID]] = {}
         explicit_phone = criteria.phone and normalize_phone(criteria.phone, self._region)
         suffix = phone_digits(criteria.phone) if criteria.phone and not explicit_phone else None
-        probes = _vocabulary_probes(tokens)
-        found, terms = await self._repo.identifiers_and_terms(
+        everything = tokens + [candidates for _, candidates in joins]
+        probes = _vocabulary_probes(everything)
+        single = len(tokens) == 1 and not typed_dates
+        found, terms, frequencies = await self._repo.identifiers_and_terms(
             mrns=parsed.mrns + ([criteria.mrn] if criteria.mrn else []),
             emails=parsed.emails + ([normalize_email(criteria.email)] if criteria.email else []),
             phones=parsed.phones + ([explicit_phone] if explicit_phone else []),
             phone_suffix=suffix,
-            dates=parsed.dates + ([criteria.date_of_birth] if criteria.date_of_birth else []),
+            dates=filter_dates,
             keys=sorted(probes),
-            prefixes=sorted({c.token for c in tokens}),
+            prefixes=sorted({c.token for c in everything}),
             per_prefix=PREFIX_TERMS_PER_TOKEN,
+            frequency_terms=[] if single else sorted({c.token for c in everything}),
+            frequency_cap=FREQUENCY_CAP,
         )
-        _expand(tokens, probes, terms)
+        _expand(everything, probes, terms)
+        readings = [tokens] + [
+            tokens[:index] + [joined] + tokens[index + 2 :]
+            for index, joined in joins
+            if joined.known or joined.all_terms() != {joined.token}
+        ]
+        weights = TermWeights(await self._clinic_size() if frequencies else 0, frequencies)
         mrn_hits = found.get("mrn", set())
         # Explicit parameters and typed identifiers filter (AND across kinds); an MRN typed in
         # the box is only a candidate, ranked first when it exists.
@@ -118,18 +234,28 @@ class SearchService:
             filters["phone"] = found.get("phone", set())
         if suffix:
             filters["phone_suffix"] = found.get("phone_suffix", set())
-        if criteria.date_of_birth or parsed.dates or parsed.invalid_dates:
+        if filter_dates or (parsed.invalid_dates and not tokens):
             filters["dob"] = found.get("dob", set())
 
+        ranking = _Ranking(readings, parsed.comma_last, evidence_dates, weights)
         if filters:
-            ranked = await self._filtered(filters, mrn_hits, tokens, parsed.comma_last, statuses)
+            ranked = await self._filtered(filters, mrn_hits, ranking, statuses)
         elif not tokens:
             ranked = await self._identified(mrn_hits, statuses)
-        elif len(tokens) == 1 and not mrn_hits:
+        elif single and not mrn_hits:
             return await self._single_token(tokens[0], criteria, statuses, after, fingerprint)
         else:
-            ranked = await self._names(tokens, parsed.comma_last, statuses, need, mrn_hits)
-        return await self._page(ranked, criteria, after, fingerprint, statuses)
+            ranked = await self._names(ranking, typed_dates, statuses, need, mrn_hits)
+        return await self._page(ranked, criteria, after, fingerprint, statuses, tokens)
+
+    async def _clinic_size(self) -> int:
+        now = time.monotonic()
+        cached = _clinic_sizes.get(self._clinic_id)
+        if cached is not None and now - cached[0] < CLINIC_SIZE_TTL_S:
+            return cached[1]
+        size = await self._repo.clinic_size()
+        _clinic_sizes[self._clinic_id] = (now, size)
+        return size
 
     async def _identified(self, mrn_hits: set[uuid.UUID], statuses: list[str]) -> _Ranked:
         rows = await self._repo.summaries(sorted(mrn_hits), statuses)
@@ -140,10 +266,10 @@ class SearchService:
         self,
         filters: dict[str, set[uuid.UUID]],
         mrn_hits: set[uuid.UUID],
-        tokens: list[TokenCandidates],
-        comma_last: list[str],
+        ranking: _Ranking,
         statuses: list[str],
     ) -> _Ranked:
+        """Patients passing every filter; name evidence ranks them but is not required."""
         ids = set.intersection(*filters.values())
         rows = await self._repo.summaries(sorted(ids), statuses)
         rungs: dict[uuid.UUID, Rung] = {}
@@ -154,44 +280,45 @@ class SearchService:
                     rungs[patient_id] = rung
         for patient_id in mrn_hits & ids:
             rungs[patient_id] = Rung.MRN
-        hits = rank_rows(rows, tokens, comma_last, rungs)
-        if tokens:
-            # Identifier matches rank above FUZZY, so they are always kept.
-            hits = [
-                hit
-                for hit in hits
-                if hit.rung < Rung.FUZZY or name_similarity(hit.row, tokens) >= MIN_NAME_SIMILARITY
-            ]
+        if ranking.readings[0]:
+            hits = ranking.rank(rows, rungs)
+        else:
+            hits = rank_rows(rows, [], [], rungs)
         return _Ranked(hits, len(hits), len(ids) <= 5000)
 
     async def _names(
         self,
-        tokens: list[TokenCandidates],
-        comma_last: list[str],
+        ranking: _Ranking,
+        typed_dates: list[dt.date],
         statuses: list[str],
         need: int,
         mrn_hits: set[uuid.UUID],
     ) -> _Ranked:
-        """Several name tokens: GIN intersections, tier by tier, until a page is full.
+        """Name tokens: GIN intersections, tier by tier, until a page is full; then the
+        patients born on a typed date or a near one who share a name term; ranked by
+        evidence.
 
         Exact terms first; then every rung's terms; then terms merely similar to a garbled
         token; then patients matching all tokens but one — each tier only when the ones
-        before it found fewer patients than the page needs.
+        before it found fewer patients than the page needs. Joined readings ("jayde n" as
+        "jayden") are intersected too.
         """
+        tokens = ranking.readings[0]
         rows: dict[uuid.UUID, dict[str, Any]] = {}
         exact = True
+        cap = DATED_CANDIDATE_CAP if typed_dates else CANDIDATE_CAP
 
-        async def gather(groups: list[list[str]], cap: int) -> None:
+        async def gather(groups: list[list[str]]) -> None:
             nonlocal exact
             found = await self._repo.name_candidates(groups, statuses, cap)
             exact = exact and len(found) < cap
             for row in found:
                 rows.setdefault(row["id"], row)
 
-        await gather([[c.token] for c in tokens], CANDIDATE_CAP)
+        await gather([[c.token] for c in tokens])
         expanded = [sorted(c.all_terms()) for c in tokens]
         if len(rows) < need and exact and expanded != [[c.token] for c in tokens]:
-            await gather(expanded, CANDIDATE_CAP)
+            await gather(expanded)
         garbled = sorted(
             {c.token for c in tokens if len(c.token) >= MIN_SIMILAR_LENGTH and not c.known}
         )
@@ -202,14 +329,28 @@ class SearchService:
                         candidates.similar.add(term)
             if any(c.similar for c in tokens):
                 expanded = [sorted(c.all_terms() | c.similar) for c in tokens]
-                await gather(expanded, CANDIDATE_CAP)
+                await gather(expanded)
+        for reading in ranking.readings[1:]:
+            await gather([sorted(c.all_terms()) for c in reading])
         if len(rows) < need and len(tokens) > 1:
             await self._partial_matches(tokens, rows, statuses, need)
+        if typed_dates:
+            near = {date for typed in typed_dates for date in near_dates(typed)}
+            terms = {t for reading in ranking.readings for c in reading for t in c.all_terms()}
+            terms |= {t for c in tokens for t in c.similar}
+            found = await self._repo.dob_candidates(
+                sorted(typed_dates),
+                sorted(near),
+                sorted(terms),
+                statuses,
+                (DOB_CANDIDATE_CAP, DATE_ONLY_CAP),
+            )
+            for row in found:
+                rows.setdefault(row["id"], row)
         if mrn_hits:
             for row in await self._repo.summaries(sorted(mrn_hits - rows.keys()), statuses):
                 rows[row["id"]] = row
-        rungs = dict.fromkeys(mrn_hits, Rung.MRN)
-        hits = rank_rows(list(rows.values()), tokens, comma_last, rungs)
+        hits = ranking.rank(list(rows.values()), dict.fromkeys(mrn_hits, Rung.MRN))
         return _Ranked(hits, len(hits), exact)
 
     async def _partial_matches(
@@ -304,7 +445,7 @@ class SearchService:
             [term for _, _, term in buckets], token, TOTAL_CAP + 1
         )
         ranked = _Ranked(hits, total, exact)
-        return await self._page(ranked, criteria, None, fingerprint, statuses)
+        return await self._page(ranked, criteria, None, fingerprint, statuses, [candidates])
 
     async def _page(
         self,
@@ -313,6 +454,7 @@ class SearchService:
         after: SortKey | None,
         fingerprint: str,
         statuses: list[str],
+        tokens: list[TokenCandidates],
     ) -> SearchPage:
         hits = ranked.hits
         if after is not None:
@@ -332,11 +474,22 @@ class SearchService:
             else None
         )
         return SearchPage(
-            items=[_summary(hit) for hit in window],
+            items=[_summary(hit, tokens) for hit in window],
             total=ranked.total,
             total_exact=ranked.exact,
             next_cursor=next_cursor,
         )
+
+
+def _join_candidates(tokens: list[TokenCandidates]) -> list[tuple[int, TokenCandidates]]:
+    """Adjacent tokens read as one ("jayde n" → "jayden", "satte rley" → "satterley"): the
+    position of the first, and the joined token's candidates."""
+    joins: list[tuple[int, TokenCandidates]] = []
+    for index in range(len(tokens) - 1):
+        first, second = tokens[index].token, tokens[index + 1].token
+        if min(len(first), len(second)) <= MAX_JOIN_PART:
+            joins.append((index, TokenCandidates.for_token(first + second)))
+    return joins[:MAX_JOINED_READINGS]
 
 
 def _vocabulary_probes(tokens: list[TokenCandidates]) -> dict[str, list[TokenCandidates]]:
@@ -447,8 +600,21 @@ def _canonical_key(
     return best or (int(Rung.FUZZY), 0, "")
 
 
-def _summary(hit: Hit) -> Summary:
+def _summary(hit: Hit, tokens: list[TokenCandidates]) -> Summary:
     row = hit.row
+    evidence = hit.evidence
+    if evidence is None and tokens:
+        # Ranked by the single-token ladder: weigh it only to say how it agreed.
+        name = NameFields.of(row["first_key"], row["last_key"], row["name_terms"] or ())
+        evidence = weigh(name, [tokens], TermWeights(0), [], None)
+    matched = evidence.matched() if evidence is not None else {}
+    if hit.rung in IDENTIFIER_RUNGS.values():
+        matched[MATCH_LABELS[hit.rung]] = "exact"
+    displayed = {
+        "first_name": row["first_name"],
+        "middle_name": row["middle_name"],
+        "last_name": row["last_name"],
+    }
     return Summary(
         id=row["id"],
         mrn=row["mrn"],
@@ -460,8 +626,10 @@ def _summary(hit: Hit) -> Summary:
         status=row["status"],
         phones=list(row["phones"] or []),
         email=row["email"],
-        match=MATCH_LABELS[hit.rung],
+        match=hit.label or MATCH_LABELS[hit.rung],
         score=hit.score,
+        matched=matched,
+        highlights=highlights(evidence.agreements, displayed) if evidence is not None else {},
     )
 
 
