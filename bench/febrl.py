@@ -366,9 +366,11 @@ def misses(answers: Sequence[Answer], records: Sequence[FebrlRecord], limit: int
         for a in missed[:limit]:
             original = by_mrn[a.query.answer]
             dob = f" date_of_birth={a.query.date_of_birth}" if a.query.date_of_birth else ""
+            first = by_mrn.get(a.ours[0]) if a.ours else None
+            shown = f"{first.name} {first.date_of_birth}" if first else "nothing"
             lines.append(
                 f"- {kind}: `{a.query.q}`{dob} → {original.name} {original.date_of_birth}"
-                f" at rank {_rank(a.query.answer, a.ours) or '>10'}"
+                f" at rank {_rank(a.query.answer, a.ours) or '>10'}; first: {shown}"
             )
     return "\n".join(lines)
 

@@ -59,6 +59,15 @@ def percentile(values: list[float], share: float) -> float:
 Shape = tuple[str, dict[str, str]]  # (kind, query parameters)
 
 
+def _transposed_year(born: dt.date) -> dt.date:
+    """`born` with the last two digits of its year swapped (1967 → 1976), or its day moved
+    when they are equal (1977): a near miss a clerk makes."""
+    tens, units = divmod(born.year % 100, 10)
+    if tens == units:
+        return born.replace(day=1 if born.day != 1 else 2)
+    return dt.date(born.year - born.year % 100 + units * 10 + tens, born.month, min(born.day, 28))
+
+
 def parameter_shapes(patients: list[relevance.Patient], rng: random.Random, n: int) -> list[Shape]:
     """The explicit filters and the shortest inputs, from `n` random patients each."""
     shapes: list[Shape] = []
@@ -72,7 +81,23 @@ def parameter_shapes(patients: list[relevance.Patient], rng: random.Random, n: i
         if patient.email:
             shapes.append(("param_email", {"email": patient.email}))
         if patient.date_of_birth:
-            shapes.append(("param_dob", {"date_of_birth": patient.date_of_birth.isoformat()}))
+            born = patient.date_of_birth
+            shapes.append(("param_dob", {"date_of_birth": born.isoformat()}))
+            name = f"{fold(patient.first_name or '')} {last}".strip()
+            # The date as evidence: wrong, near (two digits of the year transposed), and
+            # right beside a replaced first name; the parameter beside a replaced name.
+            wrong = dt.date(1900 + (born.year + 37) % 120, born.month, min(born.day, 28))
+            shapes.append(("q_name_wrong_dob", {"q": f"{name} {wrong.isoformat()}"}))
+            near = _transposed_year(born)
+            shapes.append(("q_name_near_dob", {"q": f"{name} {near.isoformat()}"}))
+            replaced = rng.choice(patients).first_name or "alex"
+            shapes.append(("q_replaced_first_dob", {"q": f"{fold(replaced)} {last} {born}"}))
+            shapes.append(
+                (
+                    "param_dob_replaced_first",
+                    {"q": f"{fold(replaced)} {last}", "date_of_birth": str(born)},
+                )
+            )
         shapes.append(("param_mrn", {"mrn": patient.mrn}))
         shapes.append(("q_1_letter", {"q": last[:1]}))
         shapes.append(("q_2_letters", {"q": last[:2]}))

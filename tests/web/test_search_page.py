@@ -309,3 +309,26 @@ async def test_a_rejected_token_returns_to_sign_in(page: Page, clinic: str) -> N
     await desk.type("ada")
     await expect(page.get_by_role("alert")).to_have_text("Your session has ended — sign in again.")
     assert await page.evaluate("() => sessionStorage.length") == 0
+
+
+async def test_a_mistyped_date_of_birth_still_finds_the_patient_and_says_it_differs(
+    page: Page, clinic: str, add_patients: AddPatients
+) -> None:
+    await add_patients(
+        {
+            "first_name": "Mya",
+            "middle_name": None,
+            "last_name": "McCarthy",
+            "date_of_birth": "1967-05-09",
+        },
+        {"first_name": "Ada", "last_name": "Lovelace", "date_of_birth": "1967-05-09"},
+    )
+    desk = FrontDesk(page)
+    await desk.sign_in(clinic)
+    await desk.search("mya mccarthy 1976-05-09")
+    first = desk.options.first
+    await expect(first.locator(".result-name")).to_have_text("McCarthy, Mya")
+    await expect(first.locator(".rung")).to_have_text("matched by DOB near")
+    await expect(first.locator(".dob-differs")).to_have_text(" · DOB digits swapped")
+    # The name parts come marked from the server's highlights; the date is not marked.
+    await expect(first.locator("mark")).to_have_text(["McCarthy", "Mya"])

@@ -73,8 +73,8 @@ IDENTIFIER_RUNGS = {"mrn": Rung.MRN, "phone": Rung.PHONE, "email": Rung.EMAIL}
 # among a thousand holders of one common name anyway, and the date finds its own.
 DATED_CANDIDATE_CAP = 200
 DOB_CANDIDATE_CAP = 500
-# Patients born on a typed date who share no name with the query: listed after every
-# patient who does (a clerk with the right date and a garbled name still finds them).
+# Patients born on a typed date who share no name with the query, ranked by the same
+# evidence (a clerk with the right date and a garbled name still finds them).
 DATE_ONLY_CAP = 50
 # Adjacent tokens are also read joined ("jayde n" → "jayden") when one of them is this short,
 # at most this many times per query.
@@ -90,7 +90,6 @@ _clinic_sizes: dict[str, tuple[float, int]] = {}
 EXACT_BAND = int(Rung.EXACT)
 AGREED_BAND = EXACT_BAND + 1
 PARTIAL_BAND = EXACT_BAND + 2
-DATE_ONLY_BAND = EXACT_BAND + 3  # a typed date agrees, no typed name does
 NEAR_DOB = {DobAgreement.TRANSPOSED, DobAgreement.DAY_MONTH_SWAPPED, DobAgreement.ONE_DIGIT}
 
 
@@ -146,9 +145,6 @@ class _Ranking:
         elif evidence.all_exact:
             band, rung, label = EXACT_BAND, Rung.EXACT, "exact"
             score = 0.6 + MAX_BONUS * norm
-        elif not evidence.agreements:
-            band, rung, label = DATE_ONLY_BAND, Rung.FUZZY, "partial"
-            score = 0.049 * norm
         else:
             rung = Rung.FUZZY if partial else evidence.worst_level
             if partial:
@@ -158,7 +154,7 @@ class _Ranking:
             else:
                 label = MATCH_LABELS[rung]
             if self.dates:
-                band, score = AGREED_BAND, 0.05 + 0.54 * norm
+                band, score = AGREED_BAND, 0.59 * norm
             elif partial:
                 band, score = PARTIAL_BAND, 0.29 * norm
             else:

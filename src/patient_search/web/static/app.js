@@ -21,8 +21,16 @@
     nickname: "nickname",
     phonetic: "sounds like",
     fuzzy: "typo",
+    partial: "partial name",
+    dob_near: "DOB near",
   };
-  const NAME_FIELDS = ["last_name", "first_name", "middle_name"];
+  // How a typed date of birth that is not the patient's compares with it (`matched`).
+  const DOB_DIFFERS = {
+    transposed: "DOB digits swapped",
+    day_month_swapped: "DOB day/month swapped",
+    one_digit: "DOB one digit off",
+    different: "DOB differs",
+  };
   const NO_MATCH = "No patient matches — check spelling or search by date of birth.";
 
   const $ = (id) => document.getElementById(id);
@@ -190,14 +198,9 @@
 
   // ------------------------------------------------------------------ highlighting
   //
-  // The API says how a patient matched (the rung) but not where, so the page finds the
-  // part itself: a name word a query word starts; or else a name word close enough to be
-  // its sound-alike or typo, or (for a nickname match) the given name it stands for, marked
-  // whole; and the identifiers the query contains. A guess never marks an unrelated word.
-
-  function fold(text) {
-    return text.normalize("NFD").replace(/\p{M}+/gu, "").toLowerCase();
-  }
+  // The server says where the query matched each name field (`highlights`: [start, end)
+  // spans of the displayed text) and how every field agreed (`matched`); the page marks the
+  // identifiers the query contains itself, since they are typed exactly.
 
   function isoDate(token) {
     let found = /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(token);
@@ -208,7 +211,7 @@
   }
 
   function queryParts(query) {
-    const parts = { words: [], digits: [], dates: [], raw: [] };
+    const parts = { digits: [], dates: [], raw: [] };
     for (const token of query.split(/[\s,;]+/).filter(Boolean)) {
       parts.raw.push(token.toLowerCase());
       const date = isoDate(token);
@@ -217,10 +220,6 @@
       } else if (/\d/.test(token)) {
         const digits = token.replace(/\D/g, "");
         if (digits.length >= 4) parts.digits.push(digits);
-      } else if (!token.includes("@")) {
-        for (const word of fold(token).replace(/['’]/g, "").split(/[^\p{L}]+/u)) {
-          if (word) parts.words.push(word);
-        }
       }
     }
     const allDigits = query.replace(/\D/g, "");
@@ -228,88 +227,18 @@
     return parts;
   }
 
-  /** Every word of the patient's names, folded, with a map from folded to original offsets. */
-  function nameWords(patient) {
-    const words = [];
-    for (const field of NAME_FIELDS) {
-      for (const found of (patient[field] || "").matchAll(/[\p{L}\p{M}'’]+/gu)) {
-        let folded = "";
-        const ends = []; // ends[i]: the original offset just after folded character i
-        let offset = found.index;
-        for (const char of found[0]) {
-          offset += char.length;
-          const piece = fold(char).replace(/['’]/g, "");
-          if (!piece && ends.length) ends[ends.length - 1] = offset;
-          for (const foldedChar of piece) {
-            folded += foldedChar;
-            ends.push(offset);
-          }
-        }
-        words.push({ field, start: found.index, end: offset, folded, ends });
-      }
-    }
-    return words;
-  }
-
-  /** Optimal string alignment distance: edits, with a swap of neighbours counting one. */
-  function editDistance(a, b) {
-    const rows = Array.from({ length: a.length + 1 }, (_, i) => [i]);
-    for (let j = 1; j <= b.length; j += 1) rows[0][j] = j;
-    for (let i = 1; i <= a.length; i += 1) {
-      for (let j = 1; j <= b.length; j += 1) {
-        const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-        rows[i][j] = Math.min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost);
-        if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-          rows[i][j] = Math.min(rows[i][j], rows[i - 2][j - 2] + 1);
-        }
-      }
-    }
-    return rows[a.length][b.length];
-  }
-
-  /** Ranges to mark, per field: {last_name: [[start, end]], phones: [0], ...}. */
+  /** Ranges to mark, per field: {last_name: [[start, end]], phones: Set{0}, ...}. */
   function highlightsFor(patient, parts) {
-    const marks = { phones: new Set() };
-    const add = (field, start, end) => (marks[field] ||= []).push([start, end]);
-    const words = nameWords(patient);
-    const used = new Set();
-    const unmatched = [];
-    for (const token of parts.words) {
-      const hit = words.findIndex((word, i) => !used.has(i) && word.folded.startsWith(token));
-      if (hit < 0) {
-        unmatched.push(token);
-        continue;
-      }
-      used.add(hit);
-      add(words[hit].field, words[hit].start, words[hit].ends[token.length - 1]);
-    }
-    for (const token of unmatched) {
-      let best = -1;
-      let bestDistance = Math.max(2, Math.ceil(token.length / 3)) + 1;
-      words.forEach((word, i) => {
-        if (used.has(i)) return;
-        const distance = Math.min(
-          editDistance(token, word.folded),
-          editDistance(token, word.folded.slice(0, token.length)),
-        );
-        if (distance < bestDistance) [best, bestDistance] = [i, distance];
-      });
-      if (best < 0 && patient.match === "nickname") {
-        best = words.findIndex((word, i) => !used.has(i) && word.field !== "last_name");
-      }
-      if (best >= 0) {
-        used.add(best);
-        add(words[best].field, words[best].start, words[best].end);
-      }
-    }
+    const marks = { ...(patient.highlights || {}), phones: new Set() };
     if (patient.match === "mrn" || parts.raw.includes(patient.mrn.toLowerCase())) {
-      add("mrn", 0, patient.mrn.length);
+      marks.mrn = [[0, patient.mrn.length]];
     }
     patient.phones.forEach((phone, i) => {
       const digits = phone.replace(/\D/g, "");
       if (parts.digits.some((needle) => digits.includes(needle))) marks.phones.add(i);
     });
-    if (patient.date_of_birth && parts.dates.includes(patient.date_of_birth)) {
+    const born = (patient.matched || {}).date_of_birth;
+    if (patient.date_of_birth && (born === "exact" || parts.dates.includes(patient.date_of_birth))) {
       marks.date_of_birth = true;
     }
     if (patient.email && (patient.match === "email" || parts.raw.includes(patient.email))) {
@@ -507,7 +436,14 @@
     const facts = h("dl", { className: "result-facts" });
     if (patient.date_of_birth) {
       const born = `${formatDate(patient.date_of_birth)} (${ageText(patient.date_of_birth)})`;
-      facts.append(fact("DOB", markedIf(marks.date_of_birth, born)));
+      const differs = DOB_DIFFERS[(patient.matched || {}).date_of_birth];
+      facts.append(
+        fact(
+          "DOB",
+          markedIf(marks.date_of_birth, born),
+          differs ? h("span", { className: "dob-differs", text: ` · ${differs}` }) : "",
+        ),
+      );
     } else {
       facts.append(fact("DOB", "not recorded"));
     }
