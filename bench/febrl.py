@@ -325,8 +325,9 @@ def _pct(values: list[bool]) -> str:
     return f"{100 * sum(values) / len(values):.1f}" if values else "n/a"
 
 
-def table(dataset: str, answers: Sequence[Answer]) -> str:
-    """Recall@10, top-1 and MRR per kind for ours and the two baselines."""
+def table(dataset: str, answers: Sequence[Answer], names: dict[str, str]) -> str:
+    """Recall@10, top-1 and MRR per kind for ours and the two baselines; `names` maps an
+    MRN to its patient's name, for "first or a patient of the same name"."""
     by_kind: dict[str, list[Answer]] = defaultdict(list)
     for answer in answers:
         by_kind[answer.query.kind].append(answer)
@@ -334,8 +335,9 @@ def table(dataset: str, answers: Sequence[Answer]) -> str:
         f"**Febrl {dataset.removeprefix('dataset')}**",
         "",
         "| kind | n | ours recall@10 | ours top-1 | ours MRR | seed recall@10 | seed top-1 "
-        "| trigram recall@10 | trigram top-1 | ours p50 / p95 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| trigram recall@10 | trigram top-1 | ours / trigram top-1 or same name "
+        "| ours p50 / p95 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind in KINDS:
         group = by_kind.get(kind, [])
@@ -344,6 +346,11 @@ def table(dataset: str, answers: Sequence[Answer]) -> str:
         ranks = [_rank(a.query.answer, a.ours) for a in group]
         seed = [_rank(a.query.answer, a.seed) for a in group]
         trigram = [_rank(a.query.answer, a.trigram) for a in group]
+        ours_same = [bool(a.ours) and names[a.ours[0]] == names[a.query.answer] for a in group]
+        trigram_same = [
+            bool(a.trigram) and names[(a.trigram or [""])[0]] == names[a.query.answer]
+            for a in group
+        ]
         latencies = sorted(a.latency_ms for a in group)
         p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
         mrr = sum(1 / r for r in ranks if r) / len(ranks)
@@ -352,6 +359,7 @@ def table(dataset: str, answers: Sequence[Answer]) -> str:
             f"| {_pct([r == 1 for r in ranks])} | {mrr:.3f} "
             f"| {_pct([r is not None for r in seed])} | {_pct([r == 1 for r in seed])} "
             f"| {_pct([r is not None for r in trigram])} | {_pct([r == 1 for r in trigram])} "
+            f"| {_pct(ours_same)} / {_pct(trigram_same)} "
             f"| {statistics.median(latencies):.1f} / {p95:.1f} |"
         )
     return "\n".join(lines)
@@ -389,7 +397,8 @@ def run(miss_examples: int = 0) -> str:
         answers = asyncio.run(run_api(settings, clinic, queries))
         log(f"febrl: {dataset}: {len(queries)} queries in {time.perf_counter() - started:.0f} s")
         run_baselines(url, clinic, answers)
-        parts.append(table(dataset, answers))
+        names = {r.rec_id: r.name for r in patients_of(records)}
+        parts.append(table(dataset, answers, names))
         if miss_examples:
             parts.append(misses(answers, records, miss_examples))
     return "\n\n".join(parts)

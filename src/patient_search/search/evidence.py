@@ -20,6 +20,7 @@ from enum import IntEnum
 from functools import lru_cache
 from types import MappingProxyType
 
+from patient_search.patients.schemas import EARLIEST_BIRTH
 from patient_search.search.names import name_tokens
 from patient_search.search.ranking import Rung, TokenCandidates
 
@@ -87,16 +88,22 @@ def _valid(text: str) -> dt.date | None:
 def near_dates(typed: dt.date) -> Mapping[dt.date, DobAgreement]:
     """The valid dates a clerk may have meant when typing `typed`, with how they differ.
 
-    Adjacent digits of YYYYMMDD transposed (1967 ↔ 1976, 05-09 ↔ 05-90 if valid), day and
-    month swapped, and any one digit changed (1967 ↔ 1961): at most ~80 dates, each found
-    through the date-of-birth index.
+    Adjacent digits of YYYYMMDD transposed (1967 ↔ 1976), day and month swapped, and any
+    one digit changed (1967 ↔ 1961); only dates a patient can be born on (1900 to today):
+    about 40, each found through the date-of-birth index.
     """
     digits = typed.strftime("%Y%m%d")
     found: dict[dt.date, DobAgreement] = {}
+    latest = dt.date.today()
 
     def add(text: str, how: DobAgreement) -> None:
         candidate = _valid(text)
-        if candidate is not None and candidate != typed and how < found.get(candidate, 99):
+        if (
+            candidate is not None
+            and EARLIEST_BIRTH <= candidate <= latest
+            and candidate != typed
+            and how < found.get(candidate, 99)
+        ):
             found[candidate] = how
 
     for i in range(len(digits) - 1):

@@ -19,7 +19,9 @@ from patient_search.db.statements import Statement
 from patient_search.db.tenant import clinic_transaction
 from patient_search.patients.repository import GET_PROFILE
 from patient_search.search import repository as search_sql
+from patient_search.search.evidence import FREQUENCY_CAP, near_dates
 from patient_search.search.names import deletion_keys, phonetic_codes, typo_budget
+from patient_search.search.statistics import size_sample
 
 TENANT_TABLES = frozenset(
     {
@@ -99,6 +101,8 @@ def _shapes(sample: dict[str, Any]) -> list[tuple[str, Statement, dict[str, Any]
     first, last = sample["first_key"].split()[0], sample["last_key"].split()[0]
     keys = sorted(phonetic_codes(last) | deletion_keys(last, typo_budget(last)))
     statuses = ["active", "inactive", "deceased"]
+    born = sample["date_of_birth"] or dt.date(1970, 1, 1)
+    today = dt.date.today()
     return [
         ("patient.get", GET_PROFILE, {"id": sample["id"]}),
         (
@@ -168,6 +172,26 @@ def _shapes(sample: dict[str, Any]) -> list[tuple[str, Statement, dict[str, Any]
         ),
         ("search.summaries", search_sql.SUMMARIES, {"ids": [sample["id"]], "statuses": statuses}),
         ("search.name_keys", search_sql.NAME_KEYS, {"ids": [sample["id"]], "statuses": statuses}),
+        (
+            "search.term_frequencies",
+            search_sql.TERM_FREQUENCIES,
+            {"terms": [first, last], "cap": FREQUENCY_CAP},
+        ),
+        ("search.born_on_sample", search_sql.BORN_ON_SAMPLE, {"dates": size_sample(today)}),
+        (
+            "search.dob_candidates (typed and near dates)",
+            search_sql.DOB_CANDIDATES,
+            search_sql.dob_params(
+                search_sql.DobProbe(
+                    exact=[born],
+                    near=sorted(near_dates(born)),
+                    terms=[first, last],
+                    cap=500,
+                    exact_cap=50,
+                ),
+                statuses,
+            ),
+        ),
     ]
 
 

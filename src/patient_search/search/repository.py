@@ -74,8 +74,10 @@ TERM_FREQUENCIES = Statement(
     FROM unnest(%(terms)s::text[]) AS t(term)
     """,
 )
-CLINIC_SIZE = Statement(
-    "search.clinic_size", "SELECT count(*) AS patients FROM patients WHERE deleted_at IS NULL"
+# Patients born on a sample of dates (an index-only count): the clinic's size, estimated.
+BORN_ON_SAMPLE = Statement(
+    "search.born_on_sample",
+    "SELECT count(*) AS patients FROM patients WHERE date_of_birth = ANY(%(dates)s::date[])",
 )
 # Patients born on a typed date or a near one who share a candidate name term, and (fewer)
 # patients born on a typed date whatever their name. The date equality drives the index;
@@ -186,6 +188,18 @@ class Posting:
 
 
 @dataclass(frozen=True, slots=True)
+class DobProbe:
+    """Patients born on an `exact` or `near` date who hold one of `terms` (at most
+    `cap`), and patients born on an `exact` date whatever their name (at most `exact_cap`)."""
+
+    exact: list[dt.date]
+    near: list[dt.date]
+    terms: list[str]
+    cap: int
+    exact_cap: int
+
+
+@dataclass(frozen=True, slots=True)
 class TermRequest:
     """Read a term's postings after a keyset bound; `bucket` tags the rows it returns."""
 
@@ -265,47 +279,31 @@ class SearchRepository:
             frequencies = {row["term"]: int(row["patients"]) for row in next(results)}
         return found, terms, frequencies
 
-    async def clinic_size(self) -> int:
-        """The clinic's live patients (a full index count: callers cache it)."""
-        row = await self._db.fetch_one(CLINIC_SIZE, {})
+    async def born_on(self, dates: list[dt.date]) -> int:
+        """How many of the clinic's patients were born on one of `dates`."""
+        row = await self._db.fetch_one(BORN_ON_SAMPLE, {"dates": dates})
         return int(row["patients"]) if row else 0
-
-    async def dob_candidates(
-        self,
-        exact: list[dt.date],
-        near: list[dt.date],
-        terms: list[str],
-        statuses: list[str],
-        caps: tuple[int, int],
-    ) -> list[Row]:
-        """Name keys of patients born on one of `exact` or `near` who hold one of `terms`
-        (at most caps[0]), and of patients born on one of `exact` (at most caps[1])."""
-        if not exact:
-            return []
-        return await self._db.fetch_all(
-            DOB_CANDIDATES,
-            {
-                "dates": sorted(set(exact) | set(near)),
-                "exact": exact,
-                "terms": terms,
-                "statuses": statuses,
-                "cap": caps[0],
-                "exact_cap": caps[1],
-            },
-        )
 
     async def name_candidates(
         self, groups: list[list[str]], statuses: list[str], cap: int
     ) -> list[Row]:
         """Name keys of patients with a term from every group (at most `cap`)."""
-        terms: list[str] = []
-        ends: list[int] = []
-        for group in groups:
-            terms.extend(group)
-            ends.append(len(terms))
-        return await self._db.fetch_all(
-            NAME_CANDIDATES, {"terms": terms, "ends": ends, "statuses": statuses, "cap": cap}
+        return await self._db.fetch_all(NAME_CANDIDATES, _name_params(groups, statuses, cap))
+
+    async def name_and_dob_candidates(
+        self,
+        tiers: list[list[list[str]]],
+        cap: int,
+        born: DobProbe,
+        statuses: list[str],
+    ) -> tuple[list[list[Row]], list[Row]]:
+        """`name_candidates` of each tier, and the patients `born` describes, in one round
+        trip (they are independent)."""
+        results = await self._db.fetch_batch(
+            [(NAME_CANDIDATES, _name_params(groups, statuses, cap)) for groups in tiers]
+            + [(DOB_CANDIDATES, dob_params(born, statuses))]
         )
+        return results[:-1], results[-1]
 
     async def similar_terms(self, tokens: list[str], per_token: int) -> list[tuple[str, str]]:
         """(token, term) for the vocabulary terms most similar to each token by trigrams."""
@@ -348,6 +346,27 @@ class SearchRepository:
         if row is None:
             return 0, True
         return int(row["patients"]), int(row["postings"]) < cap
+
+
+def _name_params(groups: list[list[str]], statuses: list[str], cap: int) -> dict[str, Any]:
+    terms: list[str] = []
+    ends: list[int] = []
+    for group in groups:
+        terms.extend(group)
+        ends.append(len(terms))
+    return {"terms": terms, "ends": ends, "statuses": statuses, "cap": cap}
+
+
+def dob_params(born: DobProbe, statuses: list[str]) -> dict[str, Any]:
+    """Parameters of DOB_CANDIDATES (shared with `patient-search explain`)."""
+    return {
+        "dates": sorted(set(born.exact) | set(born.near)),
+        "exact": born.exact,
+        "terms": born.terms,
+        "statuses": statuses,
+        "cap": born.cap,
+        "exact_cap": born.exact_cap,
+    }
 
 
 def term_pages_params(requests: list[TermRequest], per_term: int) -> dict[str, Any]:

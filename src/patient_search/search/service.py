@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -46,11 +45,13 @@ from patient_search.search.repository import (
     END_BOUND,
     START_BOUND,
     Bound,
+    DobProbe,
     Posting,
     SearchRepository,
     TermRequest,
 )
 from patient_search.search.schemas import SearchCriteria, SearchPage, Summary
+from patient_search.search.statistics import CLINIC_STATISTICS, estimated_size, size_sample
 
 LIVE_STATUSES = ["active", "inactive", "deceased"]
 # The most candidates one name query ranks in Python; beyond it totals are estimates.
@@ -80,9 +81,6 @@ DATE_ONLY_CAP = 50
 # at most this many times per query.
 MAX_JOIN_PART = 4
 MAX_JOINED_READINGS = 3
-# How long a worker trusts its count of a clinic's patients (the N of the term weights).
-CLINIC_SIZE_TTL_S = 600.0
-_clinic_sizes: dict[str, tuple[float, int]] = {}
 
 
 # Sort bands of evidence-ranked hits, after the identifier rungs (MRN, phone, email): every
@@ -200,6 +198,9 @@ class SearchService:
         everything = tokens + [candidates for _, candidates in joins]
         probes = _vocabulary_probes(everything)
         single = len(tokens) == 1 and not typed_dates
+        known, uncounted = CLINIC_STATISTICS.known_frequencies(
+            self._clinic_id, [] if single else sorted({c.token for c in everything})
+        )
         found, terms, frequencies = await self._repo.identifiers_and_terms(
             mrns=parsed.mrns + ([criteria.mrn] if criteria.mrn else []),
             emails=parsed.emails + ([normalize_email(criteria.email)] if criteria.email else []),
@@ -209,16 +210,26 @@ class SearchService:
             keys=sorted(probes),
             prefixes=sorted({c.token for c in everything}),
             per_prefix=PREFIX_TERMS_PER_TOKEN,
-            frequency_terms=[] if single else sorted({c.token for c in everything}),
+            frequency_terms=uncounted,
             frequency_cap=FREQUENCY_CAP,
         )
         _expand(everything, probes, terms)
+        for _, joined in joins:
+            # Two typed words read as one must spell a name, nearly: a sound-alike or a
+            # nickname of the pasted string ("treyhle" ~ "turale") is a coincidence.
+            joined.phonetic.clear()
+            joined.nicknames.clear()
         readings = [tokens] + [
             tokens[:index] + [joined] + tokens[index + 2 :]
             for index, joined in joins
             if joined.known or joined.all_terms() != {joined.token}
         ]
-        weights = TermWeights(await self._clinic_size() if frequencies else 0, frequencies)
+        CLINIC_STATISTICS.remember_frequencies(self._clinic_id, frequencies)
+        known |= frequencies
+        size = 0
+        if known:
+            size = await CLINIC_STATISTICS.clinic_size(self._clinic_id, self._estimate_size)
+        weights = TermWeights(size, known)
         mrn_hits = found.get("mrn", set())
         # Explicit parameters and typed identifiers filter (AND across kinds); an MRN typed in
         # the box is only a candidate, ranked first when it exists.
@@ -244,14 +255,10 @@ class SearchService:
             ranked = await self._names(ranking, typed_dates, statuses, need, mrn_hits)
         return await self._page(ranked, criteria, after, fingerprint, statuses, tokens)
 
-    async def _clinic_size(self) -> int:
-        now = time.monotonic()
-        cached = _clinic_sizes.get(self._clinic_id)
-        if cached is not None and now - cached[0] < CLINIC_SIZE_TTL_S:
-            return cached[1]
-        size = await self._repo.clinic_size()
-        _clinic_sizes[self._clinic_id] = (now, size)
-        return size
+    async def _estimate_size(self) -> int:
+        today = dt.date.today()
+        sample = size_sample(today)
+        return estimated_size(await self._repo.born_on(sample), sample, today)
 
     async def _identified(self, mrn_hits: set[uuid.UUID], statuses: list[str]) -> _Ranked:
         rows = await self._repo.summaries(sorted(mrn_hits), statuses)
@@ -304,17 +311,39 @@ class SearchService:
         exact = True
         cap = DATED_CANDIDATE_CAP if typed_dates else CANDIDATE_CAP
 
-        async def gather(groups: list[list[str]]) -> None:
+        def add(found: list[dict[str, Any]]) -> None:
             nonlocal exact
-            found = await self._repo.name_candidates(groups, statuses, cap)
             exact = exact and len(found) < cap
             for row in found:
                 rows.setdefault(row["id"], row)
 
-        await gather([[c.token] for c in tokens])
+        async def gather(groups: list[list[str]]) -> None:
+            add(await self._repo.name_candidates(groups, statuses, cap))
+
+        first = [[c.token] for c in tokens]
         expanded = [sorted(c.all_terms()) for c in tokens]
-        if len(rows) < need and exact and expanded != [[c.token] for c in tokens]:
-            await gather(expanded)
+        born: list[dict[str, Any]] = []
+        if typed_dates:
+            # One round trip: the exact and the expanded terms (a full name seldom fills a
+            # page exactly), and the patients born on a typed or near date who share a term
+            # with the query. The tiers below count only name candidates, so those born on
+            # the date are merged last.
+            terms = {t for reading in ranking.readings for c in reading for t in c.all_terms()}
+            probe = DobProbe(
+                exact=sorted(typed_dates),
+                near=sorted({date for typed in typed_dates for date in near_dates(typed)}),
+                terms=sorted(terms),
+                cap=DOB_CANDIDATE_CAP,
+                exact_cap=DATE_ONLY_CAP,
+            )
+            tiers = [first] if expanded == first else [first, expanded]
+            named, born = await self._repo.name_and_dob_candidates(tiers, cap, probe, statuses)
+            for found in named:
+                add(found)
+        else:
+            await gather(first)
+            if len(rows) < need and exact and expanded != first:
+                await gather(expanded)
         garbled = sorted(
             {c.token for c in tokens if len(c.token) >= MIN_SIMILAR_LENGTH and not c.known}
         )
@@ -328,21 +357,11 @@ class SearchService:
                 await gather(expanded)
         for reading in ranking.readings[1:]:
             await gather([sorted(c.all_terms()) for c in reading])
-        if len(rows) < need and len(tokens) > 1:
+        # With a date typed, patients sharing only some names come through the date.
+        if len(rows) < need and len(tokens) > 1 and not typed_dates:
             await self._partial_matches(tokens, rows, statuses, need)
-        if typed_dates:
-            near = {date for typed in typed_dates for date in near_dates(typed)}
-            terms = {t for reading in ranking.readings for c in reading for t in c.all_terms()}
-            terms |= {t for c in tokens for t in c.similar}
-            found = await self._repo.dob_candidates(
-                sorted(typed_dates),
-                sorted(near),
-                sorted(terms),
-                statuses,
-                (DOB_CANDIDATE_CAP, DATE_ONLY_CAP),
-            )
-            for row in found:
-                rows.setdefault(row["id"], row)
+        for row in born:
+            rows.setdefault(row["id"], row)
         if mrn_hits:
             for row in await self._repo.summaries(sorted(mrn_hits - rows.keys()), statuses):
                 rows[row["id"]] = row
