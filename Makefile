@@ -50,8 +50,9 @@ browser:  ## Debian's chromium for the browser tests (apt, when /usr/bin/chromiu
 screenshots: setup services browser  ## the front-desk page's main states into docs/screenshots/
 	@$(BIN)/python scripts/screenshots.py
 
-relevance: migrate  ## top-1 / top-10 / MRR per query kind, next to the seed's SQL and naive ILIKE
+relevance: migrate  ## top-1 / top-10 / MRR per query kind (synthetic and Febrl), next to the seed's SQL
 	@$(BIN)/python bench/relevance.py
+	@$(BIN)/python bench/febrl.py
 
 # BENCH_SIZES=10000,100000 overrides the sizes; data sets are imported once, under .data/bench/.
 bench: setup services  ## the load benchmark (10k/100k/1M, 3 repeats): bench/results/DATE/report.md

