@@ -144,8 +144,15 @@ class TestWeigh:
         readings = [split, [joined, split[2]]]
         evidence = weigh(person("Jayden", "White"), readings, TermWeights(1000), [], None)
         assert evidence.missing == 0
-        assert evidence.all_exact
+        assert not evidence.all_exact  # typed as two words: never "exact on every field"
         assert evidence.matched() == {"first_name": "exact", "last_name": "exact"}
+
+    def test_a_joined_reading_only_stands_in_for_words_that_agree_with_nothing(self) -> None:
+        split = tokens("jo", "an")
+        split[0].prefix, split[1].prefix = {"joan", "john"}, {"anderson"}
+        readings = [split, [TokenCandidates.for_token("joan")]]
+        evidence = weigh(person("John", "Anderson"), readings, TermWeights(1000), [], None)
+        assert [a.level for a in evidence.agreements] == [Rung.PREFIX, Rung.PREFIX]
 
     def test_a_typo_is_named_as_one(self) -> None:
         typed = [tokens("wiliam", "millar", typo={"wiliam": {"william"}})]

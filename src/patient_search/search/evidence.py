@@ -241,14 +241,19 @@ def weigh(
 ) -> Evidence:
     """The candidate's evidence under the best reading of the typed tokens.
 
-    A segmentation is one reading of the box: the tokens as typed, or with two adjacent
-    tokens joined (``jayde n`` → ``jayden``). Each token agrees at its best level with any
-    of the candidate's terms.
+    A segmentation is one reading of the box: the tokens as typed first, then with two
+    adjacent tokens joined (``jayde n`` → ``jayden``), tried only while a typed word agrees
+    with nothing and never "exact on every field". Each token agrees at its best level with
+    any of the candidate's terms.
     """
     dob = dob_agreement(typed_dates, stored_dob) if typed_dates else None
     dob_weight = dob_bits(dob) if dob is not None else 0.0
     best: Evidence | None = None
-    for tokens in segmentations:
+    for index, tokens in enumerate(segmentations):
+        if index and best is not None and best.missing == 0:
+            # A joined reading stands in only for typed words that agree with nothing:
+            # "jo an" is Jo Anderson before it is Joan.
+            break
         bits = dob_weight
         max_bits = DOB_EXACT_BITS if typed_dates else 0.0
         agreements: list[TokenAgreement] = []
@@ -264,7 +269,8 @@ def weigh(
                 agreements.append(agreement)
                 bits += exact_bits * LEVEL_FACTORS[agreement.level]
         all_exact = (
-            missing == 0
+            index == 0  # the words as typed, not as rejoined
+            and missing == 0
             and all(a.level is Rung.EXACT for a in agreements)
             and dob in (None, DobAgreement.EXACT)
         )

@@ -84,10 +84,13 @@ MAX_JOINED_READINGS = 3
 
 
 # Sort bands of evidence-ranked hits, after the identifier rungs (MRN, phone, email): every
-# typed field exact (BR-P018), then by evidence; without a date, partial names come last.
+# typed field exact first (BR-P018). With a date typed, everyone else by evidence. Without
+# one, patients agreeing with every name token by their worst token's rung (the ladder:
+# "les john" is Leslie Johnson, by prefixes, before John Lewis, by a sound-alike), each rung
+# by evidence, and then patients agreeing with some tokens, by evidence.
 EXACT_BAND = int(Rung.EXACT)
-AGREED_BAND = EXACT_BAND + 1
-PARTIAL_BAND = EXACT_BAND + 2
+DATED_BAND = EXACT_BAND + 1
+PARTIAL_BAND = int(Rung.FUZZY) + 1
 NEAR_DOB = {DobAgreement.TRANSPOSED, DobAgreement.DAY_MONTH_SWAPPED, DobAgreement.ONE_DIGIT}
 
 
@@ -152,11 +155,11 @@ class _Ranking:
             else:
                 label = MATCH_LABELS[rung]
             if self.dates:
-                band, score = AGREED_BAND, 0.59 * norm
+                band, score = DATED_BAND, 0.59 * norm
             elif partial:
-                band, score = PARTIAL_BAND, 0.29 * norm
+                band, score = PARTIAL_BAND, MAX_BONUS * norm
             else:
-                band, score = AGREED_BAND, 0.3 + 0.29 * norm
+                band, score = int(rung), score_of(rung, MAX_BONUS * norm)
         key: SortKey = (band, -round(value * 10_000), "", 0, *tiebreak(row))
         return Hit(row, rung, round(score, 6), key, label, evidence)
 
