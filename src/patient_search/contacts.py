@@ -70,3 +70,10 @@ def is_valid_email(raw: str) -> bool:
 def normalize_email(raw: str) -> str:
     """Lower-cased email; families share addresses, so this is a search key, not an identity."""
     return raw.strip().lower()
+
+
+def postal_code_key(value: str) -> str:
+    """A postal code as compared: letters and digits only, upper-cased ("sw1a 1aa" → "SW1A1AA").
+
+    Must agree with the generated column `patients.postal_code_key`."""
+    return "".join(ch for ch in value if ch.isalnum()).upper()

@@ -23,7 +23,7 @@ CREATE_STAGING = Statement(
         email text, email_normalized text,
         phones_raw text[] NOT NULL, phones_e164 text[] NOT NULL,
         first_key text COLLATE "C" NOT NULL, last_key text COLLATE "C" NOT NULL,
-        name_terms text[] NOT NULL, joined_terms text[] NOT NULL
+        name_terms text[] NOT NULL, joined_terms text[] NOT NULL, address jsonb
     ) ON COMMIT DELETE ROWS
     """,
 )
@@ -38,9 +38,10 @@ MERGE_PATIENTS = Statement(
     """
     INSERT INTO patients AS p (clinic_id, id, mrn, first_name, middle_name, last_name,
                                date_of_birth, sex, status, email, email_normalized,
-                               first_key, last_key, name_terms)
+                               first_key, last_key, name_terms, address)
     SELECT current_setting('app.clinic_id'), id, mrn, first_name, middle_name, last_name,
-           date_of_birth, sex, status, email, email_normalized, first_key, last_key, name_terms
+           date_of_birth, sex, status, email, email_normalized, first_key, last_key, name_terms,
+           address
     FROM import_staging
     ON CONFLICT (clinic_id, mrn) DO UPDATE SET
         first_name = EXCLUDED.first_name, middle_name = EXCLUDED.middle_name,
@@ -48,7 +49,7 @@ MERGE_PATIENTS = Statement(
         sex = EXCLUDED.sex, status = EXCLUDED.status, email = EXCLUDED.email,
         email_normalized = EXCLUDED.email_normalized,
         first_key = EXCLUDED.first_key, last_key = EXCLUDED.last_key,
-        name_terms = EXCLUDED.name_terms,
+        name_terms = EXCLUDED.name_terms, address = EXCLUDED.address,
         version = p.version + 1, updated_at = now()
     WHERE p.deleted_at IS NULL
     RETURNING p.mrn, (p.xmax = 0) AS inserted
@@ -113,7 +114,7 @@ ANY_PATIENT = Statement(
 _COPY_COLUMNS = (
     "line, id, mrn, first_name, middle_name, last_name, date_of_birth, sex, status, "
     "email, email_normalized, phones_raw, phones_e164, first_key, last_key, name_terms, "
-    "joined_terms"
+    "joined_terms, address"
 )
 
 
@@ -176,5 +177,6 @@ def copy_line(row: ImportRow) -> str:
             row.names.last_key,
             row.names.terms,
             row.names.joined,
+            row.address,
         )
     )

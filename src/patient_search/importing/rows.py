@@ -30,6 +30,10 @@ FIELDS = (
     "phone",
     "email",
 )
+# A CSV file spreads the address over columns; a JSONL record has one `address` object.
+CSV_ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "state", "postal_code", "country")
+CSV_FIELDS = FIELDS + CSV_ADDRESS_FIELDS
+JSONL_FIELDS = (*FIELDS, "address")
 REQUIRED_FIELDS = ("mrn", "last_name")
 # Bytes that were not UTF-8 survive decoding as lone surrogates (errors="surrogateescape").
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -66,6 +70,7 @@ class ImportRow:
     phones_raw: list[str]
     phones_e164: list[str | None]
     names: NameIndex
+    address: str | None = None  # the stored JSON, as text for COPY
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +173,7 @@ def _jsonl_records(text: io.TextIOWrapper) -> Iterator[RawRecord]:
         if not isinstance(value, dict):
             yield RawRecord(number, None, "not a JSON object")
             continue
-        unknown = sorted(set(value) - set(FIELDS))
+        unknown = sorted(set(value) - set(JSONL_FIELDS))
         if unknown:
             yield RawRecord(number, None, f"unknown fields: {', '.join(unknown)}")
             continue
@@ -179,7 +184,7 @@ def _check_header(header: list[str]) -> None:
     missing = [name for name in REQUIRED_FIELDS if name not in header]
     if missing:
         raise UnusableFile(f"the header lacks the required column(s): {', '.join(missing)}")
-    unknown = sorted(set(header) - set(FIELDS))
+    unknown = sorted(set(header) - set(CSV_FIELDS))
     if unknown:
         raise UnusableFile(f"the header has unknown column(s): {', '.join(unknown)}")
     if len(set(header)) != len(header):
@@ -206,10 +211,17 @@ def validate_record(record: RawRecord, region: str) -> ImportRow | Rejection:
     """The record as a clean row, or the reason it cannot be loaded."""
     if record.fields is None:
         return Rejection(record.line, record.problem or "unreadable")
-    fields = {name: _blank_to_none(record.fields.get(name)) for name in FIELDS}
+    fields = {name: _blank_to_none(record.fields.get(name)) for name in CSV_FIELDS}
     for name, value in fields.items():
         if isinstance(value, str) and _UNDECODABLE.search(value):
             return Rejection(record.line, f"{name}: not valid UTF-8")
+    address = record.fields.get("address")
+    if address is None and any(fields[name] is not None for name in CSV_ADDRESS_FIELDS):
+        lines = [fields["address_line1"], fields["address_line2"]]
+        address = {
+            "lines": [line for line in lines if line is not None],
+            **{name: fields[name] for name in ("city", "state", "postal_code", "country")},
+        }
     sex = fields["sex"]
     if isinstance(sex, str):
         sex = _SEX_CODES.get(sex.strip().lower(), sex.strip().lower())
@@ -224,6 +236,7 @@ def validate_record(record: RawRecord, region: str) -> ImportRow | Rejection:
         "status": status.strip().lower() if isinstance(status, str) else (status or "active"),
         "phones": _phones(fields["phone"]),
         "email": fields["email"],
+        "address": address,
     }
     try:
         patient = PatientFields.model_validate(candidate)
@@ -245,4 +258,9 @@ def validate_record(record: RawRecord, region: str) -> ImportRow | Rejection:
         phones_raw=patient.phones,
         phones_e164=[normalize_phone(p, region) for p in patient.phones],
         names=name_index(patient.first_name, patient.middle_name, patient.last_name),
+        address=(
+            orjson.dumps(patient.address.model_dump(exclude_none=True)).decode()
+            if patient.address is not None and not patient.address.is_empty()
+            else None
+        ),
     )

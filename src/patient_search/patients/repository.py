@@ -6,12 +6,13 @@ import uuid
 from typing import Any
 
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from patient_search.db.statements import Row, Statement, StatementRunner
 
 _PROFILE_COLUMNS = """
     p.id, p.mrn, p.first_name, p.middle_name, p.last_name, p.date_of_birth, p.sex, p.status,
-    p.email, p.version, p.created_at, p.updated_at,
+    p.email, p.address, p.version, p.created_at, p.updated_at,
     COALESCE((SELECT array_agg(COALESCE(ph.e164, ph.raw) ORDER BY ph.position)
               FROM patient_phones ph
               WHERE ph.clinic_id = p.clinic_id AND ph.patient_id = p.id), '{}') AS phones,
@@ -39,9 +40,10 @@ INSERT_PATIENT = Statement(
     "patient.insert",
     """
     INSERT INTO patients (clinic_id, id, mrn, first_name, middle_name, last_name,
-                          date_of_birth, sex, status, email, email_normalized)
+                          date_of_birth, sex, status, email, email_normalized, address)
     VALUES (%(clinic_id)s, %(id)s, %(mrn)s, %(first_name)s, %(middle_name)s, %(last_name)s,
-            %(date_of_birth)s, %(sex)s, %(status)s, %(email)s, %(email_normalized)s)
+            %(date_of_birth)s, %(sex)s, %(status)s, %(email)s, %(email_normalized)s,
+            %(address)s)
     ON CONFLICT (clinic_id, mrn) DO NOTHING
     RETURNING id
     """,
@@ -112,6 +114,7 @@ UPDATABLE_COLUMNS = (
     "status",
     "email",
     "email_normalized",
+    "address",
 )
 
 
@@ -132,7 +135,8 @@ class PatientRepository:
     async def insert(self, clinic_id: str, patient_id: uuid.UUID, fields: dict[str, Any]) -> bool:
         """Insert the patient row; False when the MRN is already taken in the clinic."""
         row = await self._db.fetch_one(
-            INSERT_PATIENT, {**fields, "clinic_id": clinic_id, "id": patient_id}
+            INSERT_PATIENT,
+            {**_with_json(fields), "clinic_id": clinic_id, "id": patient_id},
         )
         return row is not None
 
@@ -163,7 +167,7 @@ class PatientRepository:
             if expected_version is not None
             else sql.SQL(""),
         )
-        params = {**columns, "id": patient_id, "expected": expected_version}
+        params = {**_with_json(columns), "id": patient_id, "expected": expected_version}
         row = await self._db.fetch_one(Statement("patient.update", query), params)
         return None if row is None else int(row["version"])
 
@@ -211,3 +215,10 @@ class PatientRepository:
                     "member_id": [p["member_id"] for p in policies],
                 },
             )
+
+
+def _with_json(columns: dict[str, Any]) -> dict[str, Any]:
+    """Column values as psycopg sends them: the address (a dict or None) as jsonb."""
+    if columns.get("address") is None:
+        return columns
+    return {**columns, "address": Jsonb(columns["address"])}

@@ -141,6 +141,22 @@ class Insurance(BaseModel):
     member_id: Annotated[ShortText, Field(max_length=64), _sent_at_most(64)]
 
 
+class Address(BaseModel):
+    """A postal address as registered; every part optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines: Annotated[list[ShortText], Field(max_length=3)] = []
+    city: Annotated[ShortText, Field(max_length=100), _sent_at_most(100)] | None = None
+    state: Annotated[ShortText, Field(max_length=100), _sent_at_most(100)] | None = None
+    postal_code: Annotated[ShortText, Field(max_length=20), _sent_at_most(20)] | None = None
+    country: Annotated[ShortText, Field(max_length=100), _sent_at_most(100)] | None = None
+
+    def is_empty(self) -> bool:
+        """Whether no part was given (stored as no address)."""
+        return not (self.lines or self.city or self.state or self.postal_code or self.country)
+
+
 class PatientFields(BaseModel):
     """Fields a client may write; shared by create and the importer."""
 
@@ -155,6 +171,7 @@ class PatientFields(BaseModel):
     status: Status = "active"
     phones: Annotated[list[Phone], Field(max_length=5)] = []
     email: Email | None = None
+    address: Address | None = None
     emergency_contacts: Annotated[list[EmergencyContact], Field(max_length=5)] = []
     insurance: Annotated[list[Insurance], Field(max_length=5)] = []
 
@@ -177,6 +194,7 @@ class PatientPatch(BaseModel):
     status: Status | None = None
     phones: Annotated[list[Phone], Field(max_length=5)] | None = None
     email: Email | None = None
+    address: Address | None = None
     emergency_contacts: Annotated[list[EmergencyContact], Field(max_length=5)] | None = None
     insurance: Annotated[list[Insurance], Field(max_length=5)] | None = None
 
@@ -215,6 +233,7 @@ class PatientSummary(PatientIdentity):
 class Patient(PatientIdentity):
     """A patient as the API returns it."""
 
+    address: Address | None = None
     emergency_contacts: list[EmergencyContact]
     insurance: list[Insurance]
     version: int

@@ -17,6 +17,7 @@ from patient_search.ids import uuid7
 from patient_search.patients.repository import PatientRepository
 from patient_search.patients.schemas import (
     REQUIRED_ON_PATCH,
+    Address,
     EmergencyContact,
     Insurance,
     Patient,
@@ -69,8 +70,9 @@ class PatientService:
         """Register a new patient; the MRN must be free in the clinic."""
         patient_id = uuid7()
         await self._repo.ensure_clinic(self._clinic_id)
-        columns = data.model_dump(exclude={"phones", "emergency_contacts", "insurance"})
+        columns = data.model_dump(exclude={"phones", "emergency_contacts", "insurance", "address"})
         columns["email_normalized"] = normalize_email(data.email) if data.email else None
+        columns["address"] = _address_column(data.address)
         if not await self._repo.insert(self._clinic_id, patient_id, columns):
             raise MrnConflict()
         await self._write_lists(patient_id, data.phones, data.emergency_contacts, data.insurance)
@@ -97,6 +99,8 @@ class PatientService:
         }
         if "email" in columns:
             columns["email_normalized"] = normalize_email(patch.email) if patch.email else None
+        if "address" in columns:
+            columns["address"] = _address_column(patch.address)
         if "mrn" in columns and await self._repo.mrn_taken(columns["mrn"], patient_id):
             raise MrnConflict()
         version = await self._repo.update(patient_id, columns, expected_version)
@@ -232,3 +236,10 @@ class PatientLookup:
                 self._region,
             )
             return await service.get(patient_id)
+
+
+def _address_column(address: Address | None) -> dict[str, Any] | None:
+    """The address as stored: its parts, or None when no part was given."""
+    if address is None or address.is_empty():
+        return None
+    return address.model_dump(exclude_none=True)

@@ -106,13 +106,14 @@ def _shapes(sample: dict[str, Any]) -> list[tuple[str, Statement, dict[str, Any]
     return [
         ("patient.get", GET_PROFILE, {"id": sample["id"]}),
         (
-            "search.identifiers (mrn, email, phone, dob)",
+            "search.identifiers (mrn, email, phone, dob, postal code)",
             search_sql.IDENTIFIERS,
             {
                 "mrns": [sample["mrn"]],
                 "emails": [sample["email_normalized"] or ""],
                 "phones": [sample["phone"] or ""],
                 "dates": [sample["date_of_birth"] or dt.date(1970, 1, 1)],
+                "postal_codes": ["90210"],
             },
         ),
         (

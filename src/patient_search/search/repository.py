@@ -53,6 +53,9 @@ IDENTIFIERS = Statement(
     UNION ALL
     SELECT 'dob', id FROM patients
         WHERE date_of_birth = ANY(%(dates)s::date[]) AND deleted_at IS NULL
+    UNION ALL
+    SELECT 'postal_code', id FROM patients
+        WHERE postal_code_key = ANY(%(postal_codes)s::text[]) AND deleted_at IS NULL
     LIMIT 5001
     """,
 )
@@ -234,6 +237,7 @@ class SearchRepository:
         phones: list[str],
         phone_suffix: str | None,
         dates: list[dt.date],
+        postal_codes: list[str],
         keys: list[str],
         prefixes: list[str],
         per_prefix: int,
@@ -244,7 +248,16 @@ class SearchRepository:
         vocabulary term a key or a prefix leads to; and how many patients hold each of
         `frequency_terms`. Independent reads: one round trip."""
         queries: list[tuple[Statement, dict[str, Any]]] = [
-            (IDENTIFIERS, {"mrns": mrns, "emails": emails, "phones": phones, "dates": dates})
+            (
+                IDENTIFIERS,
+                {
+                    "mrns": mrns,
+                    "emails": emails,
+                    "phones": phones,
+                    "dates": dates,
+                    "postal_codes": postal_codes,
+                },
+            )
         ]
         if phone_suffix:
             # Phones are stored reversed too, so "ends with" is a prefix range.

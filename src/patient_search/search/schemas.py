@@ -63,6 +63,7 @@ class SearchCriteria(BaseModel):
     email: Identifier | None = None
     date_of_birth: IsoDate | None = None
     mrn: Annotated[Identifier, Field(max_length=64), _sent_at_most(64)] | None = None
+    postal_code: Annotated[Identifier, Field(max_length=20), _sent_at_most(20)] | None = None
     status: Status | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     offset: Annotated[int, Field(ge=0, le=10_000)] = 0
@@ -73,9 +74,18 @@ class SearchCriteria(BaseModel):
     @model_validator(mode="after")
     def _one_criterion_and_one_position(self) -> SearchCriteria:
         if not any(
-            (self.q and self.q.strip(), self.phone, self.email, self.date_of_birth, self.mrn)
+            (
+                self.q and self.q.strip(),
+                self.phone,
+                self.email,
+                self.date_of_birth,
+                self.mrn,
+                self.postal_code,
+            )
         ):
-            raise ValueError("give at least one of q, phone, email, date_of_birth or mrn")
+            raise ValueError(
+                "give at least one of q, phone, email, date_of_birth, mrn or postal_code"
+            )
         if self.cursor and self.offset:
             raise ValueError("use either offset or cursor, not both")
         return self

@@ -13,7 +13,12 @@ from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 
 from patient_search.cache.policies import PatientCache, Rendered
-from patient_search.contacts import normalize_email, normalize_phone, phone_digits
+from patient_search.contacts import (
+    normalize_email,
+    normalize_phone,
+    phone_digits,
+    postal_code_key,
+)
 from patient_search.db.dependencies import ClinicReader
 from patient_search.search.cursor import CursorCodec
 from patient_search.search.evidence import (
@@ -210,6 +215,7 @@ class SearchService:
             phones=parsed.phones + ([explicit_phone] if explicit_phone else []),
             phone_suffix=suffix,
             dates=filter_dates,
+            postal_codes=[postal_code_key(criteria.postal_code)] if criteria.postal_code else [],
             keys=sorted(probes),
             prefixes=sorted({c.token for c in everything}),
             per_prefix=PREFIX_TERMS_PER_TOKEN,
@@ -246,6 +252,8 @@ class SearchService:
             filters["phone_suffix"] = found.get("phone_suffix", set())
         if filter_dates or (parsed.invalid_dates and not tokens):
             filters["dob"] = found.get("dob", set())
+        if criteria.postal_code:
+            filters["postal_code"] = found.get("postal_code", set())
 
         ranking = _Ranking(readings, parsed.comma_last, evidence_dates, weights)
         if filters:
