@@ -162,13 +162,25 @@ def patients_of(records: Sequence[FebrlRecord]) -> list[FebrlRecord]:
     return [r for r in records if r.is_original and r.surname]
 
 
-def import_row(record: FebrlRecord) -> dict[str, str]:
-    """An original as an import-file row; the MRN is its rec_id."""
+def address_of(record: FebrlRecord) -> dict[str, Any]:
+    """The record's address as the API takes it (street number and name on one line)."""
+    street = " ".join(part for part in (record.street_number, record.address_1) if part)
+    return {
+        "lines": [line for line in (street, record.address_2) if line],
+        "city": record.suburb or None,
+        "state": record.state or None,
+        "postal_code": record.postcode or None,
+    }
+
+
+def import_row(record: FebrlRecord) -> dict[str, Any]:
+    """An original as an import (JSONL-style) record; the MRN is its rec_id."""
     return {
         "mrn": record.rec_id,
         "first_name": record.given_name,
         "last_name": record.surname,
         "date_of_birth": record.date_of_birth.isoformat() if record.date_of_birth else "",
+        "address": address_of(record),
     }
 
 
@@ -215,7 +227,7 @@ def prepare_database(datasets: dict[str, list[FebrlRecord]]) -> Settings:
         cache_enabled=False,
         search_rate_per_minute=0,
     )
-    tag = f"febrl data sets {','.join(datasets)} from {WHEEL} {WHEEL_SHA256[:12]}"
+    tag = f"febrl data sets {','.join(datasets)} with addresses from {WHEEL} {WHEEL_SHA256[:12]}"
     name = sql.Identifier(DATABASE)
     rows = _admin(
         server_url,
@@ -374,6 +386,80 @@ def misses(answers: Sequence[Answer], records: Sequence[FebrlRecord], limit: int
     return "\n".join(lines)
 
 
+@dataclass(slots=True)
+class MatchAnswer:
+    """What POST /v1/patients/match said of one duplicate."""
+
+    answer: str
+    items: list[tuple[str, str]]  # (mrn, grade), best first
+    latency_ms: float
+
+
+def match_body(record: FebrlRecord, with_address: bool) -> dict[str, Any]:
+    """A duplicate's fields as a registration clerk would type them."""
+    body: dict[str, Any] = {
+        "first_name": record.given_name or None,
+        "last_name": record.surname or None,
+        "date_of_birth": record.date_of_birth.isoformat() if record.date_of_birth else None,
+    }
+    if with_address:
+        body["address"] = address_of(record)
+    return {key: value for key, value in body.items() if value is not None}
+
+
+async def run_match(
+    settings: Settings, clinic: str, records: Sequence[FebrlRecord], with_address: bool
+) -> list[MatchAnswer]:
+    """Every duplicate's fields through /v1/patients/match, one at a time, in-process."""
+    originals = {r.person: r for r in patients_of(records)}
+    app = create_app(settings)
+    token = issue_token(settings.effective_jwt_secret, clinic_id=clinic, user_id="febrl")
+    headers = {"Authorization": f"Bearer {token}"}
+    answers: list[MatchAnswer] = []
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for dup in records:
+                original = originals.get(dup.person)
+                if dup.is_original or original is None:
+                    continue
+                started = time.perf_counter()
+                response = await client.post(
+                    "/v1/patients/match", json=match_body(dup, with_address), headers=headers
+                )
+                elapsed = (time.perf_counter() - started) * 1000
+                if response.status_code == 400:
+                    continue  # too little left of the record to ask with
+                if response.status_code != 200:
+                    raise RuntimeError(f"match: HTTP {response.status_code} {response.text[:300]}")
+                items = [(i["patient"]["mrn"], i["grade"]) for i in response.json()["items"]]
+                answers.append(MatchAnswer(original.rec_id, items, elapsed))
+    return answers
+
+
+def match_table(rows: list[tuple[str, list[MatchAnswer]]]) -> str:
+    """Original first, found at all, and the precision of each grade, per data set."""
+    lines = [
+        "| data set, fields | n | original first | original listed | certain: right / given "
+        "| probable: right / given | p50 / p95 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, answers in rows:
+        first = [bool(a.items) and a.items[0][0] == a.answer for a in answers]
+        listed = [a.answer in {mrn for mrn, _ in a.items} for a in answers]
+        cells = []
+        for grade in ("certain", "probable"):
+            given = [(mrn == a.answer) for a in answers for mrn, g in a.items if g == grade]
+            cells.append(f"{sum(given)} / {len(given)}")
+        latencies = sorted(a.latency_ms for a in answers)
+        p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+        lines.append(
+            f"| {label} | {len(answers)} | {_pct(first)} | {_pct(listed)} | {cells[0]} "
+            f"| {cells[1]} | {statistics.median(latencies):.1f} / {p95:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def run(miss_examples: int = 0) -> str:
     """Load (once), query and baseline every data set; the markdown tables."""
     wheel = wheel_path()
@@ -392,6 +478,17 @@ def run(miss_examples: int = 0) -> str:
         parts.append(table(dataset, answers, names))
         if miss_examples:
             parts.append(misses(answers, records, miss_examples))
+    matched = []
+    for dataset, records in datasets.items():
+        for with_address in (True, False):
+            label = f"Febrl {dataset.removeprefix('dataset')}, " + (
+                "names + date of birth + address" if with_address else "names + date of birth"
+            )
+            answers_ = asyncio.run(run_match(settings, clinic_of(dataset), records, with_address))
+            matched.append((label, answers_))
+    parts.append(
+        "**POST /v1/patients/match with each duplicate's fields**\n\n" + match_table(matched)
+    )
     return "\n\n".join(parts)
 
 

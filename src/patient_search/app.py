@@ -14,6 +14,7 @@ from patient_search.auth.tokens import TokenVerifier
 from patient_search.cache.build import build_patient_cache, describe_backend
 from patient_search.db.pool import build_pool
 from patient_search.limits import BodySizeLimit, Utf8Url
+from patient_search.matching.router import router as match_router
 from patient_search.observability.logs import configure_logging
 from patient_search.observability.metrics import observe_pool_acquire, record_cache
 from patient_search.observability.middleware import RequestObservability
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     observability.install_endpoint(app)
     install_problem_handlers(app)
     app.include_router(search_router)
+    app.include_router(match_router)
     app.include_router(patients_router)
     app.include_router(build_web_router(settings))
 

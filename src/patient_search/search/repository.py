@@ -292,6 +292,11 @@ class SearchRepository:
             frequencies = {row["term"]: int(row["patients"]) for row in next(results)}
         return found, terms, frequencies
 
+    async def term_frequencies(self, terms: list[str], cap: int) -> dict[str, int]:
+        """How many patients hold each of `terms` (counted up to `cap`)."""
+        rows = await self._db.fetch_all(TERM_FREQUENCIES, {"terms": terms, "cap": cap})
+        return {row["term"]: int(row["patients"]) for row in rows}
+
     async def born_on(self, dates: list[dt.date]) -> int:
         """How many of the clinic's patients were born on one of `dates`."""
         row = await self._db.fetch_one(BORN_ON_SAMPLE, {"dates": dates})

@@ -56,7 +56,7 @@ from patient_search.search.repository import (
     TermRequest,
 )
 from patient_search.search.schemas import SearchCriteria, SearchPage, Summary
-from patient_search.search.statistics import CLINIC_STATISTICS, estimated_size, size_sample
+from patient_search.search.statistics import CLINIC_STATISTICS, estimate_clinic_size
 
 LIVE_STATUSES = ["active", "inactive", "deceased"]
 # The most candidates one name query ranks in Python; beyond it totals are estimates.
@@ -237,7 +237,9 @@ class SearchService:
         known |= frequencies
         size = 0
         if known:
-            size = await CLINIC_STATISTICS.clinic_size(self._clinic_id, self._estimate_size)
+            size = await CLINIC_STATISTICS.clinic_size(
+                self._clinic_id, lambda: estimate_clinic_size(self._repo)
+            )
         weights = TermWeights(size, known)
         mrn_hits = found.get("mrn", set())
         # Explicit parameters and typed identifiers filter (AND across kinds); an MRN typed in
@@ -265,11 +267,6 @@ class SearchService:
         else:
             ranked = await self._names(ranking, typed_dates, statuses, need, mrn_hits)
         return await self._page(ranked, criteria, after, fingerprint, statuses, tokens)
-
-    async def _estimate_size(self) -> int:
-        today = dt.date.today()
-        sample = size_sample(today)
-        return estimated_size(await self._repo.born_on(sample), sample, today)
 
     async def _identified(self, mrn_hits: set[uuid.UUID], statuses: list[str]) -> _Ranked:
         rows = await self._repo.summaries(sorted(mrn_hits), statuses)

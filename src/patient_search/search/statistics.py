@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from patient_search.patients.schemas import EARLIEST_BIRTH
+from patient_search.search.evidence import FREQUENCY_CAP, TermWeights
+from patient_search.search.repository import SearchRepository
 
 TERM_TTL_S = 600.0
 SIZE_TTL_S = 3600.0
@@ -84,3 +86,23 @@ class ClinicStatistics:
 
 # One per worker process: the counts are derived, per process, and harmless to lose.
 CLINIC_STATISTICS = ClinicStatistics()
+
+
+async def estimate_clinic_size(repository: SearchRepository) -> int:
+    """The clinic's size from its patients born on the sample dates."""
+    today = dt.date.today()
+    sample = size_sample(today)
+    return estimated_size(await repository.born_on(sample), sample, today)
+
+
+async def term_weights(
+    clinic_id: str, repository: SearchRepository, terms: Iterable[str]
+) -> TermWeights:
+    """Weights of `terms` in the clinic, counting only what this worker does not know."""
+    known, missing = CLINIC_STATISTICS.known_frequencies(clinic_id, terms)
+    if missing:
+        counted = await repository.term_frequencies(missing, FREQUENCY_CAP)
+        CLINIC_STATISTICS.remember_frequencies(clinic_id, counted)
+        known |= counted
+    size = await CLINIC_STATISTICS.clinic_size(clinic_id, lambda: estimate_clinic_size(repository))
+    return TermWeights(size, known)
