@@ -44,7 +44,7 @@ async def test_every_patient_operation_declares_the_bearer_scheme(
         if path.startswith("/v1/")
         for method, operation in methods.items()
     ]
-    assert len(operations) == 6
+    assert len(operations) == 7
     for method, path, operation in operations:
         assert operation.get("security") == [{scheme: []}], (method, path)
 

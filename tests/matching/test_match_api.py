@@ -150,3 +150,12 @@ class TestMatchInput:
     async def test_an_unknown_field_is_a_422_not_ignored(self, match: Match) -> None:
         problem = await match({"last_name": "Green", "lastname": "Grene"}, expect=422)
         assert "lastname" in problem["detail"]
+
+    @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+    async def test_other_methods_are_405(self, client: httpx.AsyncClient, method: str) -> None:
+        response = await client.request(
+            method, "/v1/patients/match", headers=bearer(new_clinic_id())
+        )
+        assert response.status_code == 405
+        assert response.headers["allow"] == "POST"
+        assert response.headers["content-type"] == "application/problem+json"

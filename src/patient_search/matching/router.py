@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from patient_search.auth.dependencies import BEARER_REQUIRED
 from patient_search.db.dependencies import OnDemandReadDb
 from patient_search.errors import InvalidRequest
 from patient_search.matching.schemas import MatchRequest, MatchResult
 from patient_search.matching.service import MatchService
-from patient_search.problems import problem_responses
+from patient_search.problems import problem_response, problem_responses
 from patient_search.search.cursor import CursorCodec
 
 router = APIRouter(prefix="/v1/patients", tags=["matching"])
@@ -37,3 +38,10 @@ async def match_patients(
     async with reader.transaction() as db:
         service = MatchService(db, cursors, reader.clinic_id, state.settings.phone_region)
         return await service.match(body, limit, only_certain)
+
+
+@router.api_route("/match", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def match_other_methods() -> JSONResponse:
+    """405, not the profile routes' "not a patient id" 400: /match is a resource of its own."""
+    detail = "use POST for /v1/patients/match"
+    return problem_response(405, "Method Not Allowed", detail, {"Allow": "POST"})
