@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from patient_search.auth.tokens import issue_token
@@ -23,17 +24,20 @@ def bearer(
 
 
 def patient_body(**overrides: object) -> dict[str, object]:
-    """A valid POST body; MRNs are unique unless given."""
+    """A valid POST body. Unless given, the MRN is unique, and so are the date of birth,
+    phone and email: two bodies are two people to the duplicate check, namesakes at most."""
+    unique = uuid.uuid4().int
+    born = dt.date(1930, 1, 1) + dt.timedelta(days=unique % 29_000)
     body: dict[str, object] = {
         "mrn": f"MRN-{uuid.uuid4().hex[:10]}",
         "first_name": "Ada",
         "middle_name": "Maria",
         "last_name": "Lovelace",
-        "date_of_birth": "1985-12-10",
+        "date_of_birth": born.isoformat(),
         "sex": "female",
         "status": "active",
-        "phones": ["(415) 555-0134"],
-        "email": "Ada.Lovelace@Example.com",
+        "phones": [f"(415) 555-{unique % 10_000:04d}"],
+        "email": f"Ada.Lovelace.{unique % 1_000_000}@Example.com",
         "emergency_contacts": [
             {"name": "Charles Babbage", "relationship": "friend", "phone": "415-555-0199"}
         ],

@@ -11,11 +11,19 @@ class ProblemError(Exception):
 
     status: int = 400
     title: str = "Bad request"
+    type: str = "about:blank"
 
-    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.headers = headers or {}
+        self.extra = extra or {}  # members added to the problem document
 
 
 class NotAuthenticated(ProblemError):
@@ -45,6 +53,19 @@ class MrnConflict(ProblemError):
 
     def __init__(self) -> None:
         super().__init__("another patient in your clinic already has this MRN")
+
+
+class DuplicateSuspected(ProblemError):
+    status = 409
+    title = "Possible duplicate patient"
+    type = "https://patient-search.invalid/problems/duplicate-suspected"
+
+    def __init__(self, candidates: list[dict[str, object]]) -> None:
+        super().__init__(
+            "this patient may already be registered: check the candidates, or send the same"
+            " request with ?allow_duplicate=true to register a new patient anyway",
+            extra={"candidates": candidates},
+        )
 
 
 class VersionMismatch(ProblemError):

@@ -30,10 +30,16 @@ _MESSAGES_QUOTING_INPUT = {
 
 
 def problem_response(
-    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: object
+    status: int,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    *,
+    type_: str = "about:blank",
+    **extra: object,
 ) -> JSONResponse:
     """A problem document; `detail` must never contain patient data."""
-    body = {"type": "about:blank", "status": status, "title": title, "detail": detail, **extra}
+    body = {"type": type_, "status": status, "title": title, "detail": detail, **extra}
     return JSONResponse(
         body,
         status_code=status,
@@ -44,7 +50,9 @@ def problem_response(
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(exc.status, exc.title, exc.detail, exc.headers)
+    return problem_response(
+        exc.status, exc.title, exc.detail, exc.headers, type_=exc.type, **exc.extra
+    )
 
 
 def _location(part: object) -> str:

@@ -11,6 +11,9 @@ import pytest
 
 from tests.factories import bearer, new_clinic_id
 
+# The roster holds look-alikes on purpose (namesakes, twins, families): register them all.
+LOOK_ALIKES = {"allow_duplicate": "true"}
+
 HOME = {"lines": ["7 Wallaby Place"], "city": "Cleveland", "postal_code": "2119"}
 ROSTER = [
     {
@@ -43,7 +46,7 @@ async def match(client: httpx.AsyncClient) -> Match:
     headers = bearer(new_clinic_id())
     for patient in ROSTER:
         body = {"phones": [], **patient}
-        response = await client.post("/v1/patients", json=body, headers=headers)
+        response = await client.post("/v1/patients", json=body, headers=headers, params=LOOK_ALIKES)
         assert response.status_code == 201, response.text
 
     async def run(body: dict[str, Any], expect: int = 200, **params: Any) -> Any:

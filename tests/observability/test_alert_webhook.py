@@ -147,7 +147,13 @@ async def test_the_service_posts_an_alert_without_patient_data(
     )
     app = create_app(settings)
     headers = bearer(new_clinic_id())
-    person = patient_body(first_name="Octavia", last_name="Wrenfield-Ames", mrn="MRN-WH-5521")
+    person = patient_body(
+        first_name="Octavia",
+        last_name="Wrenfield-Ames",
+        mrn="MRN-WH-5521",
+        date_of_birth="1985-12-10",
+        phones=["(415) 555-0134"],
+    )
     async with app.router.lifespan_context(app):
         async with asgi_client(app) as client:
             created = await client.post("/v1/patients", json=person, headers=headers)

@@ -17,7 +17,8 @@ class TestCreate:
     async def test_returns_the_patient_with_location_and_normalised_contacts(
         self, client: httpx.AsyncClient, auth: dict[str, str]
     ) -> None:
-        response = await client.post("/v1/patients", json=patient_body(mrn="M-1"), headers=auth)
+        sent = patient_body(mrn="M-1", phones=["(415) 555-0134"], email="Ada.Lovelace@Example.com")
+        response = await client.post("/v1/patients", json=sent, headers=auth)
         assert response.status_code == 201
         body = response.json()
         assert response.headers["location"] == f"/v1/patients/{body['id']}"

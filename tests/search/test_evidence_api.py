@@ -10,6 +10,9 @@ import pytest
 
 from tests.factories import bearer, new_clinic_id
 
+# The roster holds look-alikes on purpose (namesakes, twins, families): register them all.
+LOOK_ALIKES = {"allow_duplicate": "true"}
+
 ROSTER = [
     {"mrn": "E-1", "first_name": "Mya", "last_name": "McCarthy", "date_of_birth": "1967-05-09"},
     {"mrn": "E-2", "first_name": "William", "last_name": "Millar", "date_of_birth": "1934-07-31"},
@@ -34,7 +37,9 @@ Search = Callable[..., Any]
 async def search(client: httpx.AsyncClient) -> Search:
     headers = bearer(new_clinic_id())
     for patient in ROSTER:
-        response = await client.post("/v1/patients", json=patient, headers=headers)
+        response = await client.post(
+            "/v1/patients", json=patient, headers=headers, params=LOOK_ALIKES
+        )
         assert response.status_code == 201, response.text
 
     async def run(**params: Any) -> list[dict[str, Any]]:

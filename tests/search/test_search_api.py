@@ -14,6 +14,9 @@ from fastapi import FastAPI
 from tests.factories import bearer, new_clinic_id
 from tests.instruments import CountingObserver
 
+# The roster holds look-alikes on purpose (namesakes, twins, families): register them all.
+LOOK_ALIKES = {"allow_duplicate": "true"}
+
 ROSTER: list[dict[str, Any]] = [
     {
         "mrn": "A-100",
@@ -77,7 +80,9 @@ async def roster(client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, s
     headers = bearer(new_clinic_id())
     ids: dict[str, str] = {}
     for patient in ROSTER:
-        response = await client.post("/v1/patients", json=patient, headers=headers)
+        response = await client.post(
+            "/v1/patients", json=patient, headers=headers, params=LOOK_ALIKES
+        )
         assert response.status_code == 201, response.text
         ids[patient["mrn"]] = response.json()["id"]
     return headers, ids

@@ -12,7 +12,7 @@ from psycopg import sql
 
 from patient_search.db.statements import Row, Statement, StatementRunner
 
-Action = Literal["view", "summary", "create", "update", "archive"]
+Action = Literal["view", "summary", "create", "update", "archive", "create_duplicate"]
 
 RECORD = Statement(
     "audit.record",

@@ -14,12 +14,15 @@ from patient_search.auth.dependencies import BEARER_REQUIRED, Writer
 from patient_search.auth.tokens import Principal
 from patient_search.cache.policies import Rendered
 from patient_search.db.dependencies import OnDemandReadDb, WriteDb
-from patient_search.errors import InvalidRequest
+from patient_search.errors import DuplicateSuspected, InvalidRequest
+from patient_search.matching.schemas import MatchRequest
+from patient_search.matching.service import MatchService
 from patient_search.observability.context import request_id
 from patient_search.patients.repository import PatientRepository
 from patient_search.patients.schemas import Patient, PatientCreate, PatientPatch, PatientSummary
 from patient_search.patients.service import PatientLookup, PatientService
 from patient_search.problems import problem_responses
+from patient_search.search.cursor import CursorCodec
 from patient_search.search.index_repository import SearchIndexRepository
 from patient_search.state import State
 
@@ -83,10 +86,28 @@ def _expected_version(if_match: str | None) -> int | None:
     responses=problem_responses(409, 415),
 )
 async def create_patient(
-    body: PatientCreate, principal: Writer, db: WriteDb, state: State, response: Response
+    body: PatientCreate,
+    principal: Writer,
+    db: WriteDb,
+    state: State,
+    response: Response,
+    allow_duplicate: bool = False,
 ) -> Patient:
-    """Register a patient in the caller's clinic."""
-    patient = await _service(db, principal, state).create(body)
+    """Register a patient in the caller's clinic.
+
+    When the patient may already be registered (a `certain` or `probable` match), answers
+    409 `duplicate-suspected` with the candidates' ids, grades and scores only;
+    `?allow_duplicate=true` registers anyway, and the audit trail records the override."""
+    matches = MatchService(
+        db,
+        CursorCodec(state.settings.effective_jwt_secret),
+        principal.clinic_id,
+        state.settings.phone_region,
+    )
+    suspected = await matches.suspected(MatchRequest.model_validate(body.model_dump()))
+    if suspected and not allow_duplicate:
+        raise DuplicateSuspected(suspected)
+    patient = await _service(db, principal, state).create(body, overriding=bool(suspected))
     response.headers["Location"] = f"/v1/patients/{patient.id}"
     response.headers["ETag"] = _etag(patient)
     response.headers["Cache-Control"] = NO_STORE

@@ -66,8 +66,9 @@ class PatientService:
             raise PatientNotFound()
         return Patient.model_validate(row)
 
-    async def create(self, data: PatientCreate) -> Patient:
-        """Register a new patient; the MRN must be free in the clinic."""
+    async def create(self, data: PatientCreate, *, overriding: bool = False) -> Patient:
+        """Register a new patient; the MRN must be free in the clinic. `overriding`: the
+        duplicate check suspected an existing patient and the caller registers anyway."""
         patient_id = uuid7()
         await self._repo.ensure_clinic(self._clinic_id)
         columns = data.model_dump(exclude={"phones", "emergency_contacts", "insurance", "address"})
@@ -78,7 +79,7 @@ class PatientService:
         await self._write_lists(patient_id, data.phones, data.emergency_contacts, data.insurance)
         patient = await self.get(patient_id)
         await self._index(patient)
-        await self._audited(patient_id, "create")
+        await self._audited(patient_id, "create_duplicate" if overriding else "create")
         self._written(patient)
         return patient
 
