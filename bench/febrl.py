@@ -31,6 +31,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import itertools
 import statistics
 import subprocess
 import sys
@@ -457,6 +458,71 @@ def match_table(rows: list[tuple[str, list[MatchAnswer]]]) -> str:
             f"| {label} | {len(answers)} | {_pct(first)} | {_pct(listed)} | {cells[0]} "
             f"| {cells[1]} | {statistics.median(latencies):.1f} / {p95:.1f} |"
         )
+    return "\n".join(lines)
+
+
+def load_all_records(
+    settings: Settings, clinic: str, records: Sequence[FebrlRecord], with_address: bool
+) -> None:
+    """Every record, originals and duplicates, into `clinic` (a surname is required)."""
+    rows = []
+    for line, record in enumerate((r for r in records if r.surname), start=2):
+        row = import_row(record)
+        if not with_address:
+            del row["address"]
+        rows.append(RawRecord(line, row))
+    with contextlib.redirect_stdout(sys.stderr):
+        cli._run_import(settings, clinic, rows, clinic)
+
+
+def duplicates_table(settings: Settings, datasets: dict[str, list[FebrlRecord]]) -> str:
+    """`patient-search duplicates` on every record of each set: pairwise P / R / F1."""
+    url = str(settings.database_url)
+    lines = [
+        "| data set, fields | records | true pairs | found (probable+) | precision | recall | F1 "
+        "| certain pairs: right / given | scan s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for dataset, records in datasets.items():
+        kept = [r for r in records if r.surname]
+        people: dict[str, list[str]] = defaultdict(list)
+        for record in kept:
+            people[record.person].append(record.rec_id)
+        truth = {
+            tuple(sorted(pair))
+            for ids in people.values()
+            for pair in itertools.combinations(ids, 2)
+        }
+        for with_address in (True, False):
+            clinic = f"{clinic_of(dataset)}-all{'' if with_address else '-noaddr'}"
+            count = _admin(
+                url, sql.SQL("SELECT count(*) FROM patients WHERE clinic_id = %s"), (clinic,)
+            )
+            if count[0][0] == 0:
+                load_all_records(settings, clinic, records, with_address)
+            out = DATA_DIR / f"{clinic}.csv"
+            started = time.perf_counter()
+            with contextlib.redirect_stdout(sys.stderr):
+                cli.find_duplicates(settings, clinic, out, "probable")
+            elapsed = time.perf_counter() - started
+            with out.open(encoding="utf-8") as handle:
+                found = list(csv.DictReader(handle))
+            predicted = {tuple(sorted((r["mrn_a"], r["mrn_b"]))) for r in found}
+            certain = [
+                tuple(sorted((r["mrn_a"], r["mrn_b"]))) for r in found if r["grade"] == "certain"
+            ]
+            right = len(predicted & truth)
+            precision = right / len(predicted) if predicted else 0.0
+            recall = right / len(truth) if truth else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if right else 0.0
+            label = f"Febrl {dataset.removeprefix('dataset')}, names + dob" + (
+                " + address" if with_address else ""
+            )
+            lines.append(
+                f"| {label} | {len(kept)} | {len(truth)} | {len(predicted)} | {precision:.4f} "
+                f"| {recall:.4f} | {f1:.4f} | {sum(p in truth for p in certain)} / {len(certain)} "
+                f"| {elapsed:.0f} |"
+            )
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 import sqlalchemy.exc
@@ -24,6 +24,7 @@ from patient_search.settings import Settings, SettingsError, get_settings
 if TYPE_CHECKING:
     from patient_search.importing.rows import RawRecord
     from patient_search.importing.service import ImportReport
+    from patient_search.matching.compare import Grade
     from patient_search.search.explain import ShapeReport
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
         "explain", help="EXPLAIN ANALYZE every query shape as the service role; fail on seq scans"
     )
     explain.add_argument("--clinic", required=True, type=_clinic_id)
+
+    duplicates = commands.add_parser(
+        "duplicates", help="write the clinic's suspected duplicate pairs to a CSV file"
+    )
+    duplicates.add_argument("--clinic", required=True, type=_clinic_id)
+    duplicates.add_argument("--out", required=True, type=Path)
+    duplicates.add_argument(
+        "--min-grade", choices=["possible", "probable", "certain"], default="probable"
+    )
 
     report = commands.add_parser(
         "db-report", help="top statements (pg_stat_statements) and current waits and contention"
@@ -256,6 +266,31 @@ async def _explain(settings: Settings, clinic_id: str) -> list[ShapeReport]:
         return await explain_all(pool, str(settings.database_url), clinic_id)
 
 
+async def _duplicates(settings: Settings, clinic_id: str, out: Path, min_grade: Grade) -> int:
+    from patient_search.db.pool import build_pool
+    from patient_search.db.tenant import clinic_transaction
+    from patient_search.matching.batch import scan, write_csv
+
+    async with build_pool(_cli_settings(settings)) as pool:
+        async with clinic_transaction(pool, clinic_id, "read") as conn:
+            report = await scan(conn, min_grade)
+    write_csv(out, report.pairs)
+    print(
+        f"duplicates: {len(report.pairs)} pairs graded {min_grade} or better written to {out}"
+        f" ({report.compared} comparisons, {report.skipped_blocks} blocks over the size limit)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def find_duplicates(settings: Settings, clinic_id: str, out: Path, min_grade: str) -> int:
+    """Scan a clinic for suspected duplicate pairs; exit 0, or 2 when the file cannot be written."""
+    if not out.parent.is_dir():
+        print(f"duplicates: {out.parent} is not a directory", file=sys.stderr)
+        return 2
+    return asyncio.run(_duplicates(settings, clinic_id, out, cast("Grade", min_grade)))
+
+
 def explain(settings: Settings, clinic_id: str) -> int:
     """Print every query shape's plan; exit 1 when one scans a clinic's rows sequentially."""
     from patient_search.search.explain import format_reports
@@ -384,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo_info(settings, args.clinic, args.port)
         if args.command == "explain":
             return explain(settings, args.clinic)
+        if args.command == "duplicates":
+            return find_duplicates(settings, args.clinic, args.out, args.min_grade)
         if args.command == "audit":
             return audit(settings, args.patient, args.clinic, args.limit)
         if args.command == "db-report":
