@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import uuid
 
 from patient_search.auth.tokens import issue_token
@@ -23,11 +24,18 @@ def bearer(
     return {"Authorization": f"Bearer {token}"}
 
 
+_BODIES = itertools.count(1)
+
+
 def patient_body(**overrides: object) -> dict[str, object]:
     """A valid POST body. Unless given, the MRN is unique, and so are the date of birth,
-    phone and email: two bodies are two people to the duplicate check, namesakes at most."""
-    unique = uuid.uuid4().int
-    born = dt.date(1930, 1, 1) + dt.timedelta(days=unique % 29_000)
+    phone and email: two bodies are two people to the duplicate check, namesakes at most.
+
+    Consecutive bodies differ in both the year and the day of birth, so their dates are
+    never "near" (one digit, a transposition, day and month swapped), which would make
+    namesakes a probable duplicate."""
+    unique = next(_BODIES)
+    born = dt.date(1930 + unique % 70, 6, 1 + unique % 28)
     body: dict[str, object] = {
         "mrn": f"MRN-{uuid.uuid4().hex[:10]}",
         "first_name": "Ada",
