@@ -22,7 +22,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from patient_search.matching.compare import GRADES, Grade, compare
-from patient_search.matching.service import record_of
+from patient_search.matching.service import stored_record
 from patient_search.search.evidence import TermWeights
 
 MAX_BLOCK = 100
@@ -79,19 +79,6 @@ async def _blocks(conn: AsyncConnection[Any], key: str) -> AsyncIterator[list[di
             yield block
 
 
-def _record(row: dict[str, Any]) -> Any:
-    return record_of(
-        first=row["first_name"],
-        middle=row["middle_name"],
-        last=row["last_name"],
-        born=row["date_of_birth"],
-        sex=row["sex"],
-        phones=list(row["phones_e164"] or []),
-        email=row["email_normalized"],
-        address=row["address"],
-    )
-
-
 async def scan(
     conn: AsyncConnection[Any], min_grade: Grade, progress: TextIO = sys.stderr
 ) -> ScanReport:
@@ -113,7 +100,7 @@ async def scan(
             if len(block) > MAX_BLOCK:
                 skipped += 1
                 continue
-            records = [(row, _record(row)) for row in block]
+            records = [(row, stored_record(row)) for row in block]
             for (row_a, a), (row_b, b) in itertools.combinations(records, 2):
                 ids = (row_a["id"], row_b["id"]) if row_a["id"] < row_b["id"] else (
                     row_b["id"], row_a["id"])  # fmt: skip

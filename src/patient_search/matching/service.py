@@ -73,6 +73,20 @@ def record_of(
     )
 
 
+def stored_record(row: Row) -> MatchRecord:
+    """The comparable form of a patient row (as `match.records` reads it)."""
+    return record_of(
+        first=row["first_name"],
+        middle=row["middle_name"],
+        last=row["last_name"],
+        born=row["date_of_birth"],
+        sex=row["sex"],
+        phones=list(row["phones_e164"] or []),
+        email=row["email_normalized"],
+        address=row["address"],
+    )
+
+
 class MatchService:
     """Finds and grades the patients of one clinic who may be a given person."""
 
@@ -109,7 +123,7 @@ class MatchService:
         weights = await term_weights(self._clinic_id, self._search_repo, terms)
         scored = []
         for row in rows:
-            comparison = compare(query, self._stored(row), weights)
+            comparison = compare(query, stored_record(row), weights)
             probability = comparison.probability(weights.clinic_size)
             grade = comparison.grade(weights.clinic_size)
             scored.append(_Scored(row, comparison, probability, grade))
@@ -128,9 +142,7 @@ class MatchService:
             for s in kept[:limit]
             if s.grade is not None
         ]
-        return MatchResult(
-            items=items, eliminated=len(scored) - len([s for s in scored if s.grade])
-        )
+        return MatchResult(items=items, eliminated=sum(1 for s in scored if s.grade is None))
 
     async def suspected(self, request: MatchRequest) -> list[dict[str, object]]:
         """Candidates graded certain or probable, as a 409 may list them: id, grade, score."""
@@ -156,16 +168,3 @@ class MatchService:
         search = SearchService(self._search_repo, self._cursors, self._clinic_id, self._region)
         page = await search.search(criteria)
         return {item.id for item in page.items}
-
-    @staticmethod
-    def _stored(row: Row) -> MatchRecord:
-        return record_of(
-            first=row["first_name"],
-            middle=row["middle_name"],
-            last=row["last_name"],
-            born=row["date_of_birth"],
-            sex=row["sex"],
-            phones=list(row["phones_e164"] or []),
-            email=row["email_normalized"],
-            address=row["address"],
-        )
