@@ -24,7 +24,7 @@ from patient_search.settings import Settings, SettingsError, get_settings
 if TYPE_CHECKING:
     from patient_search.importing.rows import RawRecord
     from patient_search.importing.service import ImportReport
-    from patient_search.matching.compare import Grade
+    from patient_search.matching.model import Grade
     from patient_search.search.explain import ShapeReport
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -1,47 +1,88 @@
 """`patient-search duplicates`: the suspected duplicate pairs already in a clinic.
 
-The clinic is streamed once per blocking key (date of birth, last name, postal code), sorted
-by that key; patients sharing a key value form a block, and every pair inside a block is
-compared as `/match` compares (`compare.py`). A pair seen in several blocks is graded once.
-Blocks larger than MAX_BLOCK (a common surname) are skipped and counted: their pairs still
-meet in the date-of-birth or postal-code blocks.
+1. **Weights from the clinic itself** (`estimate.py`): random pairs of a sample of its
+   patients give u; the blocking passes below give m by EM; the compared pairs give the prior.
+2. **Blocking passes**: the clinic is streamed once per blocking key (date of birth, last
+   name, postal code), sorted by that key; patients sharing a key value form a block, and the
+   pairs inside a block are compared (`compare.py`). A pair met in several passes is compared
+   once. Blocks larger than MAX_BLOCK (a common surname) are skipped and counted: their pairs
+   still meet in the date-of-birth or postal-code passes. In a date-of-birth block, two
+   patients are compared only when their names, contacts or address share a token, a sound,
+   a one-letter deletion or a nickname: same-day strangers are most of a large clinic's
+   pairs, and compared they would all be graded below `possible`.
+3. **Grades**: every compared pair is weighed with the estimated model and graded; the
+   suspected ones are written best first.
 """
 
 from __future__ import annotations
 
 import csv
 import itertools
+import random
 import sys
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
-from patient_search.matching.compare import GRADES, Grade, compare
+from patient_search.matching.compare import Comparison, MatchRecord, compare
+from patient_search.matching.estimate import BlockingPass, estimate, estimate_prior, pattern_of
+from patient_search.matching.model import GRADES, POSSIBLE_AT, Grade, MatchModel
 from patient_search.matching.service import stored_record
 from patient_search.search.evidence import TermWeights
+from patient_search.search.names import deletion_keys, nickname_variants, phonetic_codes
 
 MAX_BLOCK = 100
-# Key expressions are constants of this module, never input.
-BLOCKING_KEYS = {
-    "date of birth": "p.date_of_birth::text",
-    "last name": "p.last_key",
-    "postal code": "p.postal_code_key",
-}
-_ROWS = """
-    SELECT {key} AS block, p.id, p.mrn, p.first_name, p.middle_name, p.last_name,
-           p.date_of_birth, p.sex, p.email_normalized, p.address,
-           ARRAY(SELECT ph.e164 FROM patient_phones ph
-                 WHERE ph.clinic_id = p.clinic_id AND ph.patient_id = p.id
-                   AND ph.e164 IS NOT NULL) AS phones_e164
-    FROM patients p
-    WHERE p.deleted_at IS NULL AND {key} IS NOT NULL AND {key} <> ''
-    ORDER BY {key}
+RANDOM_PATIENTS = 3000
+RANDOM_PAIRS = 200_000
+# m and the prior from u, then u corrected for the true pairs among the random ones, ...
+ESTIMATION_ROUNDS = 3
+_COLUMNS = """
+    p.id, p.mrn, p.first_name, p.middle_name, p.last_name, p.date_of_birth, p.sex,
+    p.email_normalized, p.address,
+    ARRAY(SELECT ph.e164 FROM patient_phones ph
+          WHERE ph.clinic_id = p.clinic_id AND ph.patient_id = p.id
+            AND ph.e164 IS NOT NULL) AS phones_e164
 """
+
+
+def _keyed(key: str) -> str:
+    return (
+        f"SELECT {key} AS block, {_COLUMNS} FROM patients p"
+        f" WHERE p.deleted_at IS NULL AND {key} IS NOT NULL AND {key} <> '' ORDER BY {key}"
+    )
+
+
+# Each pass: its rows sorted by block, and the fields its key fixes. Constants, never input.
+BLOCKING_PASSES: dict[str, tuple[str, frozenset[str]]] = {
+    "date of birth": (_keyed("p.date_of_birth::text"), frozenset({"date_of_birth"})),
+    "last name": (_keyed("p.last_key"), frozenset({"last_name"})),
+    "postal code": (_keyed("p.postal_code_key"), frozenset({"postal_code"})),
+    # Any whole first or last name shared, whichever field it is in: swapped names, and a
+    # first name kept while the surname and the date changed. Common names are left out
+    # before their rows are read.
+    "name": (
+        f"""
+        SELECT t.term AS block, {_COLUMNS}
+        FROM patient_name_terms t JOIN patients p ON p.id = t.patient_id
+        WHERE NOT t.part AND p.deleted_at IS NULL
+          AND t.term IN (SELECT term FROM patient_name_terms WHERE NOT part
+                         GROUP BY term HAVING count(*) <= {MAX_BLOCK})
+        ORDER BY t.term
+        """,
+        frozenset({"first_name", "last_name"}),
+    ),
+}
+RANDOM_SAMPLE = (
+    "SELECT " + _COLUMNS + " FROM patients p WHERE p.deleted_at IS NULL"
+    " ORDER BY random() LIMIT %(patients)s"
+)
 TERM_COUNTS = "SELECT term, count(*) AS patients FROM patient_name_terms GROUP BY term"
 CLINIC_SIZE = "SELECT count(*) AS patients FROM patients WHERE deleted_at IS NULL"
 
@@ -63,12 +104,49 @@ class ScanReport:
     pairs: list[SuspectedPair]
     compared: int
     skipped_blocks: int
+    model: MatchModel
 
 
-async def _blocks(conn: AsyncConnection[Any], key: str) -> AsyncIterator[list[dict[str, Any]]]:
-    query = sql.SQL(_ROWS.format(key=key))
-    async with conn.cursor(name=f"duplicates_{abs(hash(key))}", row_factory=dict_row) as cursor:
-        await cursor.execute(query)
+@dataclass(frozen=True, slots=True)
+class _Compared:
+    mrn_a: str
+    mrn_b: str
+    comparison: Comparison
+
+
+@lru_cache(maxsize=262_144)
+def _token_signals(token: str) -> frozenset[str]:
+    """What two spellings of one name share: the name, its sounds, its one-letter
+    deletions and its nicknames (a typo is one deletion from both spellings)."""
+    return frozenset(
+        {token}
+        | phonetic_codes(token)
+        | (deletion_keys(token, 1) if len(token) > 3 else set())
+        | nickname_variants(token)
+    )
+
+
+def _signals(record: MatchRecord) -> frozenset[str]:
+    """Everything but the date of birth that two records of one person may share."""
+    found: set[str] = set()
+    for token in f"{record.first} {record.middle} {record.last}".split():
+        found |= _token_signals(token)
+    found.update(f"phone:{phone}" for phone in record.phones)
+    if record.email:
+        found.add(f"email:{record.email}")
+    if record.postal_code:
+        found.add(f"postal:{record.postal_code}")
+    found.update(f"street:{token}" for token in record.street.split() if not token.isdigit())
+    if record.city:
+        found.add(f"city:{record.city}")
+    return frozenset(found)
+
+
+async def _blocks(
+    conn: AsyncConnection[Any], number: int, query: str
+) -> AsyncIterator[list[dict[str, Any]]]:
+    async with conn.cursor(name=f"duplicates_{number}", row_factory=dict_row) as cursor:
+        await cursor.execute(sql.SQL(query))  # a module constant, never input
         block: list[dict[str, Any]] = []
         async for row in cursor:
             if block and row["block"] != block[0]["block"]:
@@ -79,51 +157,91 @@ async def _blocks(conn: AsyncConnection[Any], key: str) -> AsyncIterator[list[di
             yield block
 
 
-async def scan(
-    conn: AsyncConnection[Any], min_grade: Grade, progress: TextIO = sys.stderr
-) -> ScanReport:
-    """Every suspected pair of the clinic (the connection's transaction is scoped to it)."""
+async def _clinic_weights(conn: AsyncConnection[Any]) -> TermWeights:
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(TERM_COUNTS)
         frequencies = {row["term"]: int(row["patients"]) for row in await cursor.fetchall()}
         await cursor.execute(CLINIC_SIZE)
         size_row = await cursor.fetchone()
-    weights = TermWeights(int(size_row["patients"]) if size_row else 0, frequencies)
-    accepted = set(GRADES[: GRADES.index(min_grade) + 1])
-    # Only suspected pairs are kept: a pair met in two blocks is simply compared twice.
-    best: dict[tuple[uuid.UUID, uuid.UUID], SuspectedPair] = {}
-    compared = skipped = 0
-    for label, key in BLOCKING_KEYS.items():
+    return TermWeights(int(size_row["patients"]) if size_row else 0, frequencies)
+
+
+async def _random_patterns(conn: AsyncConnection[Any]) -> Counter[Any]:
+    """Comparison patterns of random pairs of patients: the u of every level."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(RANDOM_SAMPLE, {"patients": RANDOM_PATIENTS})
+        records = [stored_record(row) for row in await cursor.fetchall()]
+    patterns: Counter[Any] = Counter()
+    if len(records) < 2:
+        return patterns
+    rng = random.Random(len(records))
+    for _ in range(RANDOM_PAIRS):
+        a, b = rng.sample(records, 2)
+        patterns[pattern_of(compare(a, b))] += 1
+    return patterns
+
+
+async def scan(
+    conn: AsyncConnection[Any], min_grade: Grade, progress: TextIO = sys.stderr
+) -> ScanReport:
+    """Every suspected pair of the clinic (the connection's transaction is scoped to it)."""
+    weights = await _clinic_weights(conn)
+    random_patterns = await _random_patterns(conn)
+    passes = []
+    compared: dict[tuple[uuid.UUID, uuid.UUID], _Compared] = {}
+    skipped = 0
+    for number, (label, (query, key_fields)) in enumerate(BLOCKING_PASSES.items()):
+        blocking = BlockingPass(key_fields)
+        passes.append(blocking)
+        screened = "date_of_birth" in key_fields
         blocks = 0
-        async for block in _blocks(conn, key):
+        async for block in _blocks(conn, number, query):
             blocks += 1
             if len(block) > MAX_BLOCK:
                 skipped += 1
                 continue
             records = [(row, stored_record(row)) for row in block]
-            for (row_a, a), (row_b, b) in itertools.combinations(records, 2):
-                ids = (row_a["id"], row_b["id"]) if row_a["id"] < row_b["id"] else (
-                    row_b["id"], row_a["id"])  # fmt: skip
-                compared += 1
-                comparison = compare(a, b, weights)
-                grade = comparison.grade(weights.clinic_size)
-                if grade in accepted:
-                    first, second = (row_a, row_b) if row_a["id"] == ids[0] else (row_b, row_a)
-                    best[ids] = SuspectedPair(
-                        ids[0],
-                        ids[1],
-                        first["mrn"],
-                        second["mrn"],
-                        grade,
-                        round(comparison.probability(weights.clinic_size), 6),
-                    )
+            signals = [_signals(record) for _, record in records] if screened else []
+            for (i, (row_a, a)), (j, (row_b, b)) in itertools.combinations(enumerate(records), 2):
+                if screened and signals[i].isdisjoint(signals[j]):
+                    continue
+                first, second = (row_a, row_b) if row_a["id"] < row_b["id"] else (row_b, row_a)
+                ids = (first["id"], second["id"])
+                known = compared.get(ids)
+                if known is None:
+                    comparison = compare(a, b) if first is row_a else compare(b, a)
+                    known = _Compared(first["mrn"], second["mrn"], comparison)
+                    compared[ids] = known
+                blocking.patterns[pattern_of(known.comparison)] += 1
         print(
-            f"duplicates: {label}: {blocks} blocks, {compared} pairs compared, "
-            f"{len(best)} suspected so far",
+            f"duplicates: {label}: {blocks} blocks, {len(compared)} pairs compared so far",
             file=progress,
         )
-    pairs = sorted(best.values(), key=lambda p: (-p.score, str(p.a), str(p.b)))
-    return ScanReport(pairs, compared, skipped)
+    model: MatchModel | None = None
+    for _ in range(ESTIMATION_ROUNDS):
+        model = estimate(random_patterns, passes, model)
+        bits = [model.bits(pair.comparison, weights) for pair in compared.values()]
+        prior = estimate_prior(bits, weights.clinic_size)
+        model = MatchModel(model.names, model.fields, prior, model.source, model.details)
+    assert model is not None
+    print(
+        f"duplicates: weights estimated from {sum(random_patterns.values())} random pairs"
+        f" and {len(compared)} compared pairs; prior odds of a pair 1 in {2**-prior:,.0f}",
+        file=progress,
+    )
+    accepted = set(GRADES[: GRADES.index(min_grade) + 1])
+    pairs = []
+    for ids, pair in compared.items():
+        probability = model.probability(pair.comparison, weights)
+        if probability < POSSIBLE_AT:
+            continue
+        grade = model.grade(pair.comparison, probability)
+        if grade in accepted:
+            pairs.append(
+                SuspectedPair(ids[0], ids[1], pair.mrn_a, pair.mrn_b, grade, round(probability, 6))
+            )
+    pairs.sort(key=lambda p: (-p.score, str(p.a), str(p.b)))
+    return ScanReport(pairs, len(compared), skipped, model)
 
 
 def write_csv(path: Path, pairs: Sequence[SuspectedPair]) -> None:

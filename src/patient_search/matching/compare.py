@@ -1,23 +1,19 @@
-"""Is this the same person? Field-by-field comparison of two records, in bits, and a grade.
+"""Is this the same person? Field-by-field comparison of two records, as levels.
 
-The same Fellegi–Sunter style as search's evidence (decision 0017), over every field a
-registration has: names at exact / nickname / typo / sound-alike levels, the date of birth
-exact / near / different, sex, phone, email and the address parts. A field missing on either
-side neither helps nor hurts. The bits become a match probability against the prior odds of
-one patient among the clinic's N; grades are thresholds on it (decision 0018).
+Every field a registration has is compared at a few levels: names exact / nickname / typo /
+sound-alike / different, the date of birth exact / near / different, sex, phone, email and the
+address parts. A field missing on either side is not compared at all, so it neither helps nor
+hurts. How much each level weighs is the model's business (`model.py`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 from rapidfuzz.distance import JaroWinkler
 
-from patient_search.search.evidence import DOB_NAMES, TermWeights, dob_agreement, dob_bits
+from patient_search.search.evidence import DOB_NAMES, dob_agreement
 from patient_search.search.names import (
     fold,
     name_tokens,
@@ -26,34 +22,9 @@ from patient_search.search.names import (
     within_typo_budget,
 )
 
-Grade = Literal["certain", "probable", "possible"]
-GRADES: tuple[Grade, ...] = ("certain", "probable", "possible")
-
-# Fraction of a name's exact weight kept at each weaker level, as in search's evidence.
-NAME_LEVELS: Mapping[str, float] = {
-    "exact": 1.0,
-    "nickname": 0.8,
-    "typo": 0.7,
-    "phonetic": 0.6,
-}
-# A name given on both sides that agrees at no level: replaced names are common in
-# registration data (about one in seven), so this is weak evidence against.
-FIRST_NAME_DIFFERENT = -3.0
-LAST_NAME_DIFFERENT = -4.0
-MIDDLE_AGREES, MIDDLE_INITIAL_AGREES, MIDDLE_DIFFERENT = 2.0, 1.0, -1.0
-SEX_AGREES, SEX_DIFFERENT = 0.5, -3.0
-PHONE_AGREES = 9.0  # a shared number: a household at worst
-EMAIL_AGREES = 9.0
-POSTAL_AGREES, POSTAL_DIFFERENT = 5.0, -1.5
-CITY_AGREES, CITY_SIMILAR, CITY_DIFFERENT = 2.0, 1.0, -1.0
-STREET_AGREES, STREET_SIMILAR, STREET_DIFFERENT = 7.0, 4.0, -1.5
 STREET_SIMILARITY = 0.88  # Jaro-Winkler: "wallaby place" ~ "wallaby pl"
 CITY_SIMILARITY = 0.9
-CERTAIN_FIRST_NAMES = frozenset({"exact", "nickname", "swapped"})
-# Probability thresholds of the grades (decision 0018).
-CERTAIN_AT = 0.999
-PROBABLE_AT = 0.95
-POSSIBLE_AT = 0.001  # a one-in-a-thousand chance is worth a glance at the desk
+NAME_SIMILARITY = 0.92
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,40 +59,15 @@ def folded_text(text: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    """The evidence that two records are one person."""
+    """How two records agree, field by field (`levels`, the API's `matched`), and for each
+    agreeing name the typed term whose frequency in the clinic weighs it (`terms`)."""
 
-    bits: float
-    matched: dict[str, str]
-
-    def probability(self, clinic_size: int) -> float:
-        """The match probability against prior odds of 1 in the clinic's size."""
-        log_odds = self.bits - math.log2(max(clinic_size, 2))
-        if log_odds > 60:
-            return 1.0
-        return 1.0 / (1.0 + math.pow(2.0, -log_odds))
-
-    def grade(self, clinic_size: int) -> Grade | None:
-        """The grade of the pair, or None below `possible`.
-
-        `certain` also needs the first names, when both are given, to agree exactly (or as
-        nickname and name, or swapped with the last name) and the dates of birth, when both
-        are given, to be the same: twins share a surname, a date and an address, and often
-        similar first names (Michael, Mitchell); only the first name tells them apart."""
-        p = self.probability(clinic_size)
-        first = self.matched.get("first_name", "exact")
-        born = self.matched.get("date_of_birth", "exact")
-        unmistakable = first in CERTAIN_FIRST_NAMES and born == "exact"
-        if p >= CERTAIN_AT and unmistakable:
-            return "certain"
-        if p >= PROBABLE_AT:
-            return "probable"
-        if p >= POSSIBLE_AT:
-            return "possible"
-        return None
+    levels: dict[str, str]
+    terms: dict[str, str]
 
 
-def _name_level(typed: str, stored: str) -> str | None:
-    """How a typed name agrees with a stored one: a level of NAME_LEVELS, or None."""
+def name_level(typed: str, stored: str) -> str | None:
+    """How a typed name agrees with a stored one: exact, nickname, typo, phonetic or None."""
     if typed == stored or typed.replace(" ", "") == stored.replace(" ", ""):
         return "exact"
     typed_tokens, stored_tokens = typed.split(), stored.split()
@@ -131,89 +77,79 @@ def _name_level(typed: str, stored: str) -> str | None:
         return "nickname"
     if within_typo_budget(typed.replace(" ", ""), stored.replace(" ", "")):
         return "typo"
-    if JaroWinkler.similarity(typed, stored) >= 0.92:
+    if JaroWinkler.similarity(typed, stored) >= NAME_SIMILARITY:
         return "typo"
     if phonetic_codes(typed.replace(" ", "")) & phonetic_codes(stored.replace(" ", "")):
         return "phonetic"
     return None
 
 
-def _names(
-    query: MatchRecord, candidate: MatchRecord, weights: TermWeights, matched: dict[str, str]
-) -> float:
-    bits = 0.0
-    pairs = [
-        (query.first, candidate.first, "first_name"),
-        (query.last, candidate.last, "last_name"),
-    ]
-    # First and last swapped at registration: compare them crosswise when that agrees better.
-    crossed = (
-        query.first
-        and query.last
-        and _name_level(query.first, candidate.last) == "exact"
-        and _name_level(query.last, candidate.first) == "exact"
-        and _name_level(query.first, candidate.first) != "exact"
-    )
-    for typed, stored, name in pairs:
+# A stronger level first: the crosswise reading of the names is taken when it is stronger.
+_NAME_RANK = {"exact": 0, "nickname": 1, "typo": 2, "phonetic": 3, None: 4}
+
+
+def _names(query: MatchRecord, candidate: MatchRecord, comparison: Comparison) -> None:
+    if query.first and query.last and candidate.first and candidate.last:
+        first, last = query.first, query.last
+        straight = (name_level(first, candidate.first), name_level(last, candidate.last))
+        crossed = (name_level(first, candidate.last), name_level(last, candidate.first))
+        # First and last swapped at registration ("morrison nathan" for Nathan Morrison).
+        if sum(_NAME_RANK[level] for level in crossed) + 2 <= sum(
+            _NAME_RANK[level] for level in straight
+        ):
+            for name, typed, level in (
+                ("first_name", query.first, crossed[0]),
+                ("last_name", query.last, crossed[1]),
+            ):
+                comparison.levels[name] = "swapped" if level == "exact" else (level or "different")
+                if level is not None:
+                    comparison.terms[name] = typed.replace(" ", "")
+            return
+    for name, typed, stored in (
+        ("first_name", query.first, candidate.first),
+        ("last_name", query.last, candidate.last),
+    ):
         if not typed or not stored:
             continue
-        other = candidate.last if name == "first_name" else candidate.first
-        level = _name_level(typed, other) if crossed else _name_level(typed, stored)
-        weight = weights.bits(typed.replace(" ", ""))
-        if level is None:
-            matched[name] = "different"
-            bits += FIRST_NAME_DIFFERENT if name == "first_name" else LAST_NAME_DIFFERENT
-        else:
-            matched[name] = "swapped" if crossed else level
-            bits += weight * NAME_LEVELS[level]
+        level = name_level(typed, stored)
+        comparison.levels[name] = level or "different"
+        if level is not None:
+            comparison.terms[name] = typed.replace(" ", "")
+
+
+def _similar(typed: str, stored: str, threshold: float) -> str:
+    if typed == stored or typed.replace(" ", "") == stored.replace(" ", ""):
+        return "exact"
+    return "similar" if JaroWinkler.similarity(typed, stored) >= threshold else "different"
+
+
+def compare(query: MatchRecord, candidate: MatchRecord) -> Comparison:
+    """The levels, field by field, at which `candidate` agrees with the person `query` is."""
+    comparison = Comparison({}, {})
+    levels = comparison.levels
+    _names(query, candidate, comparison)
     if query.middle and candidate.middle:
         if query.middle == candidate.middle:
-            matched["middle_name"], bits = "exact", bits + MIDDLE_AGREES
+            levels["middle_name"] = "exact"
         elif query.middle[0] == candidate.middle[0]:
-            matched["middle_name"], bits = "initial", bits + MIDDLE_INITIAL_AGREES
+            levels["middle_name"] = "initial"
         else:
-            matched["middle_name"], bits = "different", bits + MIDDLE_DIFFERENT
-    return bits
-
-
-def _address(query: MatchRecord, candidate: MatchRecord, matched: dict[str, str]) -> float:
-    bits = 0.0
+            levels["middle_name"] = "different"
+    if query.date_of_birth is not None and candidate.date_of_birth is not None:
+        levels["date_of_birth"] = DOB_NAMES[
+            dob_agreement([query.date_of_birth], candidate.date_of_birth)
+        ]
+    if query.sex and candidate.sex and "unknown" not in (query.sex, candidate.sex):
+        levels["sex"] = "exact" if query.sex == candidate.sex else "different"
+    if query.phones and candidate.phones:
+        levels["phone"] = "exact" if query.phones & candidate.phones else "different"
+    if query.email and candidate.email:
+        levels["email"] = "exact" if query.email == candidate.email else "different"
     if query.postal_code and candidate.postal_code:
         same = query.postal_code == candidate.postal_code
-        matched["postal_code"] = "exact" if same else "different"
-        bits += POSTAL_AGREES if same else POSTAL_DIFFERENT
-    for typed, stored, name, agree, similar, differ, threshold in (
-        (query.street, candidate.street, "address", STREET_AGREES, STREET_SIMILAR,
-         STREET_DIFFERENT, STREET_SIMILARITY),
-        (query.city, candidate.city, "city", CITY_AGREES, CITY_SIMILAR, CITY_DIFFERENT,
-         CITY_SIMILARITY),
-    ):  # fmt: skip
-        if not typed or not stored:
-            continue
-        if typed == stored or typed.replace(" ", "") == stored.replace(" ", ""):
-            matched[name], bits = "exact", bits + agree
-        elif JaroWinkler.similarity(typed, stored) >= threshold:
-            matched[name], bits = "similar", bits + similar
-        else:
-            matched[name], bits = "different", bits + differ
-    return bits
-
-
-def compare(query: MatchRecord, candidate: MatchRecord, weights: TermWeights) -> Comparison:
-    """The evidence, field by field, that `candidate` is the person `query` describes."""
-    matched: dict[str, str] = {}
-    bits = _names(query, candidate, weights, matched)
-    if query.date_of_birth is not None and candidate.date_of_birth is not None:
-        agreement = dob_agreement([query.date_of_birth], candidate.date_of_birth)
-        matched["date_of_birth"] = DOB_NAMES[agreement]
-        bits += dob_bits(agreement)
-    if query.sex and candidate.sex and "unknown" not in (query.sex, candidate.sex):
-        same = query.sex == candidate.sex
-        matched["sex"] = "exact" if same else "different"
-        bits += SEX_AGREES if same else SEX_DIFFERENT
-    if query.phones and candidate.phones and query.phones & candidate.phones:
-        matched["phone"], bits = "exact", bits + PHONE_AGREES
-    if query.email and candidate.email and query.email == candidate.email:
-        matched["email"], bits = "exact", bits + EMAIL_AGREES
-    bits += _address(query, candidate, matched)
-    return Comparison(bits, matched)
+        levels["postal_code"] = "exact" if same else "different"
+    if query.street and candidate.street:
+        levels["address"] = _similar(query.street, candidate.street, STREET_SIMILARITY)
+    if query.city and candidate.city:
+        levels["city"] = _similar(query.city, candidate.city, CITY_SIMILARITY)
+    return comparison

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from patient_search.matching.compare import Grade
+from patient_search.matching.model import Grade
 from patient_search.patients.schemas import (
     Address,
     BirthDate,

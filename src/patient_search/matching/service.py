@@ -16,12 +16,12 @@ from patient_search.contacts import normalize_email, normalize_phone, postal_cod
 from patient_search.db.statements import Row, StatementRunner
 from patient_search.matching.compare import (
     Comparison,
-    Grade,
     MatchRecord,
     compare,
     folded_name,
     folded_text,
 )
+from patient_search.matching.model import DEFAULT_MODEL, Grade
 from patient_search.matching.repository import MatchRepository
 from patient_search.matching.schemas import MatchItem, MatchRequest, MatchResult
 from patient_search.patients.schemas import Address, PatientSummary
@@ -123,9 +123,9 @@ class MatchService:
         weights = await term_weights(self._clinic_id, self._search_repo, terms)
         scored = []
         for row in rows:
-            comparison = compare(query, stored_record(row), weights)
-            probability = comparison.probability(weights.clinic_size)
-            grade = comparison.grade(weights.clinic_size)
+            comparison = compare(query, stored_record(row))
+            probability = DEFAULT_MODEL.probability(comparison, weights)
+            grade = DEFAULT_MODEL.grade(comparison, probability)
             scored.append(_Scored(row, comparison, probability, grade))
         scored.sort(key=lambda s: (-s.probability, s.row["last_name"], str(s.row["id"])))
         kept = [s for s in scored if s.grade is not None]
@@ -137,7 +137,7 @@ class MatchService:
                 patient=PatientSummary.model_validate(s.row),
                 grade=s.grade,
                 score=round(s.probability, 6),
-                matched=s.comparison.matched,
+                matched=s.comparison.levels,
             )
             for s in kept[:limit]
             if s.grade is not None
