@@ -48,3 +48,69 @@ class FrontDesk:
         """Type, then wait until the answer to the whole text is on screen."""
         await self.type(text)
         await expect(self.results).to_have_attribute("aria-busy", "false")
+
+
+class NewPatientForm:
+    """The New patient form of the page, and who on file it says may be this person."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.open_button: Locator = page.get_by_role("button", name="New patient")
+        self.section: Locator = page.get_by_role("region", name="New patient")
+        self.matches: Locator = page.get_by_role("region", name="Is this the patient?")
+        self.match_items: Locator = self.matches.get_by_role("listitem")
+        self.matches_status: Locator = page.locator("#matches-status")
+        self.save: Locator = page.get_by_role("button", name="Save")
+        self.warning: Locator = page.get_by_role(
+            "alert", name="This patient may already be registered"
+        )
+        self.duplicates: Locator = self.warning.get_by_role("listitem")
+        self.create_anyway: Locator = page.get_by_role("button", name="Create anyway")
+        self.error: Locator = page.locator("#register-error")
+        self.done: Locator = page.locator("#register-done")
+
+    def field(self, label: str) -> Locator:
+        return self.section.get_by_label(label, exact=True)
+
+    async def open(self) -> None:
+        await self.open_button.click()
+        await expect(self.field("First name")).to_be_focused()
+
+    async def type(self, label: str, text: str) -> None:
+        """Type into a field key by key, like a clerk."""
+        await self.field(label).press_sequentially(text, delay=20)
+
+    async def fill(self, **fields: str) -> None:
+        """Type each field given by its label's words (first_name="Ada", date_of_birth=...)."""
+        for name, text in fields.items():
+            label = FORM_LABELS[name]
+            if name == "date_of_birth":
+                await self.field(label).fill(text)  # a date input takes ISO, whatever the locale
+            elif name == "sex":
+                await self.field(label).select_option(text)
+            else:
+                await self.type(label, text)
+
+
+FORM_LABELS = {
+    "first_name": "First name",
+    "middle_name": "Middle name",
+    "last_name": "Last name",
+    "date_of_birth": "Date of birth",
+    "sex": "Sex",
+    "mrn": "MRN",
+    "phone": "Phone",
+    "email": "Email",
+    "address_line": "Address",
+    "city": "City",
+    "postal_code": "Postal code",
+}
+
+
+async def open_new_patient_form(page: Page, clinic: str) -> tuple[FrontDesk, NewPatientForm]:
+    """Signed in to the clinic, with the New patient form open."""
+    desk = FrontDesk(page)
+    await desk.sign_in(clinic)
+    form = NewPatientForm(page)
+    await form.open()
+    return desk, form

@@ -1,4 +1,5 @@
-/* Front-desk patient search: one box, search as you type, keyboard first.
+/* Front-desk patient search: one box, search as you type, keyboard first; and a New patient
+ * form that shows who on file may be the person while the clerk types.
  *
  * Plain browser JavaScript: no framework, no build step. Patient data only ever reaches
  * the page as text (textContent and text nodes), never as HTML. The token lives in
@@ -60,6 +61,20 @@
     panelStatus: $("panel-status"),
     panelBody: $("panel-body"),
     panelClose: $("panel-close"),
+    newPatient: $("new-patient"),
+    register: $("register"),
+    registerBack: $("register-back"),
+    registerDone: $("register-done"),
+    registerForm: $("register-form"),
+    registerError: $("register-error"),
+    registerSave: $("register-save"),
+    duplicate: $("duplicate"),
+    duplicateDetail: $("duplicate-detail"),
+    duplicateList: $("duplicate-list"),
+    createAnyway: $("create-anyway"),
+    matches: $("matches"),
+    matchesStatus: $("matches-status"),
+    matchList: $("match-list"),
   };
 
   /** An element with an optional class, text and attributes; children are nodes or text. */
@@ -110,11 +125,12 @@
   }
 
   class ApiError extends Error {
-    constructor(status, title, detail) {
+    constructor(status, title, detail, problem = {}) {
       super(detail || title);
       this.status = status;
       this.title = title;
       this.detail = detail;
+      this.problem = problem; // the whole problem document (type, candidates, errors, ...)
     }
   }
 
@@ -138,7 +154,7 @@
       } catch {
         // not a problem document: the status says enough
       }
-      throw new ApiError(response.status, problem.title || response.statusText, problem.detail || "");
+      throw new ApiError(response.status, problem.title || response.statusText, problem.detail || "", problem);
     }
     return { data: await response.json(), headers: response.headers };
   }
@@ -525,10 +541,15 @@
 
   const profile = { controller: null };
 
-  async function openPatient(index) {
+  function openPatient(index) {
     const summary = search.items[index];
     if (!summary) return;
     select(index);
+    openProfile(summary);
+  }
+
+  /** Opens the panel on a patient (anything with id, names and MRN) and loads the profile. */
+  async function openProfile(summary) {
     if (profile.controller) profile.controller.abort();
     const controller = new AbortController();
     profile.controller = controller;
@@ -641,7 +662,320 @@
     const hadFocus = ui.panel.contains(document.activeElement);
     ui.panel.hidden = true;
     ui.workspace.classList.remove("has-panel");
-    if (hadFocus && !ui.workspace.hidden) ui.box.focus();
+    if (hadFocus && !ui.workspace.hidden) focusWork();
+  }
+
+  /** Focus back to the work in front of the clerk: the registration form, or the box. */
+  function focusWork() {
+    if (ui.register.hidden) ui.box.focus();
+    else ui.registerForm.elements.first_name.focus();
+  }
+
+  // ------------------------------------------------------------------ new patient
+  //
+  // While the clerk types, the form asks POST /v1/patients/match who on file may be this
+  // person (debounced; a newer body aborts the older request, and a late answer is
+  // dropped). Saving a suspected duplicate answers 409 and creates nothing; the clerk
+  // then opens the patient on file or says "Create anyway" (?allow_duplicate=true).
+  // Patient data goes in POST bodies only, never in a URL.
+
+  const MATCH_DEBOUNCE_MS = 250;
+  const MATCH_LIMIT = 5;
+  const DUPLICATE_TYPE = "/duplicate-suspected";
+  const FIELD_WORDS = {
+    last_name: "last name",
+    first_name: "first name",
+    middle_name: "middle name",
+    date_of_birth: "DOB",
+    sex: "sex",
+    phone: "phone",
+    email: "email",
+    address: "street",
+    city: "city",
+    postal_code: "postal code",
+  };
+  const AGREEMENT_WORDS = {
+    exact: "exact",
+    nickname: "nickname",
+    typo: "typo",
+    phonetic: "sounds alike",
+    initial: "initial",
+    similar: "similar",
+  };
+  const NAMES_SWAPPED = "first and last names swapped";
+  // As the server checks them, so that a half-typed phone or email is left out of /match.
+  const PLAUSIBLE_EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s.]+$/;
+  const PLAUSIBLE_PHONE_DIGITS = /^\d{7,15}$/;
+
+  const registration = {
+    generation: 0, // bumped by every new match body; an answer for an older one is dropped
+    controller: null,
+    timer: 0,
+    matchKey: "", // the body last asked about (JSON), so that a keystroke that changes nothing asks nothing
+    saving: false,
+    warned: null, // the body the duplicate warning is about; "Create anyway" posts it
+  };
+
+  /** The form as a POST /v1/patients body: empty fields left out. */
+  function registrationBody() {
+    const value = (name) => ui.registerForm.elements[name].value.trim();
+    const body = {};
+    for (const name of ["mrn", "first_name", "middle_name", "last_name", "date_of_birth", "sex", "email"]) {
+      if (value(name)) body[name] = value(name);
+    }
+    if (value("phone")) body.phones = [value("phone")];
+    const address = {};
+    if (value("address_line")) address.lines = [value("address_line")];
+    if (value("city")) address.city = value("city");
+    if (value("postal_code")) address.postal_code = value("postal_code");
+    if (Object.keys(address).length) body.address = address;
+    return body;
+  }
+
+  /** What /match is asked while typing: no MRN, and no phone or email until they look whole. */
+  function matchBody(body) {
+    const { mrn, ...person } = body;
+    if (person.email && !PLAUSIBLE_EMAIL.test(person.email)) delete person.email;
+    if (person.phones && !PLAUSIBLE_PHONE_DIGITS.test(person.phones[0].replace(/\D/g, ""))) {
+      delete person.phones;
+    }
+    return person;
+  }
+
+  /** As the server decides it: a last name, or a date of birth with one other field. */
+  function isEnoughToMatch(person) {
+    const others = [person.first_name, person.middle_name, person.phones, person.email, person.sex];
+    return Boolean(person.last_name) || (Boolean(person.date_of_birth) && others.some(Boolean));
+  }
+
+  function openRegister() {
+    ui.search.hidden = true;
+    ui.register.hidden = false;
+    ui.registerDone.hidden = true;
+    ui.registerForm.elements.date_of_birth.max = new Date().toISOString().slice(0, 10);
+    ui.registerForm.elements.first_name.focus();
+  }
+
+  function closeRegister() {
+    cancelMatch();
+    ui.register.hidden = true;
+    ui.search.hidden = false;
+  }
+
+  function resetRegister() {
+    cancelMatch();
+    ui.registerForm.reset();
+    registration.matchKey = "";
+    hideRegisterProblems();
+    showMatches(null);
+  }
+
+  function hideRegisterProblems() {
+    registration.warned = null;
+    ui.duplicate.hidden = true;
+    ui.duplicateList.replaceChildren();
+    ui.registerError.hidden = true;
+    for (const field of ui.registerForm.elements) field.removeAttribute("aria-invalid");
+  }
+
+  function cancelMatch() {
+    clearTimeout(registration.timer);
+    registration.generation += 1;
+    if (registration.controller) registration.controller.abort();
+    registration.controller = null;
+    ui.matchList.setAttribute("aria-busy", "false");
+  }
+
+  function onRegisterInput() {
+    ui.registerDone.hidden = true;
+    // A warning was about the body as it was: once it changes, Save checks it again.
+    hideRegisterProblems();
+    const person = matchBody(registrationBody());
+    const key = JSON.stringify(person);
+    if (key === registration.matchKey) return;
+    registration.matchKey = key;
+    cancelMatch();
+    if (!isEnoughToMatch(person)) {
+      showMatches(null);
+      return;
+    }
+    registration.timer = setTimeout(() => runMatch(person), MATCH_DEBOUNCE_MS);
+  }
+
+  async function runMatch(person) {
+    const generation = ++registration.generation;
+    const controller = new AbortController();
+    registration.controller = controller;
+    ui.matchList.setAttribute("aria-busy", "true");
+    let items;
+    try {
+      items = await findMatches(person, MATCH_LIMIT, controller.signal);
+    } catch (error) {
+      if (generation !== registration.generation) return; // a newer body owns the list
+      registration.controller = null;
+      ui.matchList.setAttribute("aria-busy", "false");
+      if (error instanceof ApiError && error.status === 401) {
+        signOut("Your session has ended — sign in again.");
+        return;
+      }
+      showMatches([], `Cannot check who is on file: ${registerProblemText(error)}`);
+      return;
+    }
+    if (generation !== registration.generation) return;
+    registration.controller = null;
+    ui.matchList.setAttribute("aria-busy", "false");
+    showMatches(items, items.length ? "" : "No patient on file matches so far.");
+  }
+
+  async function findMatches(person, limit, signal) {
+    const params = new URLSearchParams({ limit: String(limit) });
+    const { data } = await api(`/v1/patients/match?${params}`, { method: "POST", body: person, signal });
+    return data.items;
+  }
+
+  /** The live matches, or none and the section hidden (`items` null: too little typed). */
+  function showMatches(items, note = "") {
+    ui.matches.hidden = items === null;
+    ui.matchesStatus.textContent = note;
+    ui.matchList.replaceChildren(...(items || []).map(matchItem));
+  }
+
+  /** `matched` in words: "last name exact, DOB digits swapped" and what differs. */
+  function agreementWords(matched) {
+    const agreed = [];
+    const differs = [];
+    for (const [field, how] of Object.entries(matched)) {
+      const name = FIELD_WORDS[field] || field.replace(/_/g, " ");
+      if (how === "different") {
+        differs.push(name);
+      } else if (how === "swapped") {
+        if (!agreed.includes(NAMES_SWAPPED)) agreed.push(NAMES_SWAPPED);
+      } else if (field === "date_of_birth" && DOB_DIFFERS[how]) {
+        agreed.push(DOB_DIFFERS[how]);
+      } else {
+        agreed.push(`${name} ${AGREEMENT_WORDS[how] || how}`);
+      }
+    }
+    return [agreed.join(", "), differs.length ? `differs: ${differs.join(", ")}` : ""];
+  }
+
+  function matchItem({ patient, grade, matched }) {
+    const born = patient.date_of_birth
+      ? `${formatDate(patient.date_of_birth)} (${ageText(patient.date_of_birth)})`
+      : "not recorded";
+    const [agreed, differs] = agreementWords(matched);
+    const open = h("button", { className: "button-quiet", text: "Open profile", attrs: { type: "button" } });
+    open.addEventListener("click", () => openProfile(patient));
+    return h(
+      "li",
+      { className: "match" },
+      h("div", { className: "result-name", text: displayName(patient) }),
+      h(
+        "div",
+        { className: "result-tags" },
+        h("span", {
+          className: `tag grade grade-${grade}`,
+          text: grade,
+          attrs: { title: "How likely this is the same person" },
+        }),
+        open,
+      ),
+      h("dl", { className: "result-facts" }, fact("DOB", born), fact("MRN", patient.mrn)),
+      h(
+        "p",
+        { className: "agreed" },
+        agreed ? h("span", { text: `Agrees: ${agreed}` }) : null,
+        differs ? h("span", { className: "differs", text: differs }) : null,
+      ),
+    );
+  }
+
+  function registerProblemText(error) {
+    if (error instanceof ApiError) {
+      if (error.status === 503) return "the service is busy — try again in a moment.";
+      return error.detail || `${error.status} ${error.title}`;
+    }
+    return "cannot reach the service — check the connection, then try again.";
+  }
+
+  function showRegisterError(error) {
+    ui.registerError.textContent = `Not saved: ${registerProblemText(error)}`;
+    ui.registerError.hidden = false;
+    for (const { loc = [] } of (error instanceof ApiError && error.problem.errors) || []) {
+      const field = ui.registerForm.elements[formFieldAt(loc)];
+      if (field instanceof HTMLElement) field.setAttribute("aria-invalid", "true");
+    }
+  }
+
+  /** The form field a 422 error's location names: ["body", "phones", 0] is "phone". */
+  function formFieldAt([, top, part]) {
+    if (top === "phones") return "phone";
+    if (top === "address") return part === "lines" ? "address_line" : part;
+    return top;
+  }
+
+  async function saveRegistration(allowDuplicate) {
+    if (registration.saving) return;
+    const body = allowDuplicate && registration.warned ? registration.warned : registrationBody();
+    registration.saving = true;
+    ui.registerSave.disabled = ui.createAnyway.disabled = true;
+    let created;
+    let failure;
+    try {
+      const query = allowDuplicate ? `?${new URLSearchParams({ allow_duplicate: "true" })}` : "";
+      created = (await api(`/v1/patients${query}`, { method: "POST", body })).data;
+    } catch (error) {
+      failure = error;
+    } finally {
+      registration.saving = false;
+      ui.registerSave.disabled = ui.createAnyway.disabled = false;
+    }
+    if (failure) {
+      onSaveFailed(body, failure);
+      return;
+    }
+    resetRegister();
+    ui.registerDone.textContent = `Registered ${displayName(created)} · MRN ${created.mrn}`;
+    ui.registerDone.hidden = false;
+    openProfile(created);
+  }
+
+  function onSaveFailed(body, error) {
+    if (error instanceof ApiError && error.status === 401) {
+      signOut("Your session has ended — sign in again.");
+    } else if (
+      error instanceof ApiError &&
+      error.status === 409 &&
+      String(error.problem.type || "").endsWith(DUPLICATE_TYPE)
+    ) {
+      showDuplicate(body, error.problem.candidates || []);
+    } else {
+      hideRegisterProblems();
+      showRegisterError(error);
+    }
+  }
+
+  /** The 409's candidates (ids, grades and scores only), with their names from /match. */
+  async function showDuplicate(body, candidates) {
+    hideRegisterProblems();
+    registration.warned = body;
+    ui.duplicate.hidden = false;
+    let items = [];
+    try {
+      const found = new Map(
+        (await findMatches(body, MATCH_LIMIT * 2)).map((item) => [item.patient.id, item]),
+      );
+      items = candidates.map((candidate) => found.get(candidate.id)).filter(Boolean);
+    } catch {
+      // The warning and "Create anyway" stand without the details.
+    }
+    if (registration.warned !== body) return; // the form changed meanwhile
+    const unnamed = candidates.length - items.length;
+    ui.duplicateDetail.textContent =
+      "Nothing was saved. Open the patient on file, or create a new record anyway." +
+      (unnamed > 0 ? ` (${unnamed} more possible duplicate${unnamed > 1 ? "s" : ""} not shown.)` : "");
+    ui.duplicateList.replaceChildren(...items.map(matchItem));
+    ui.createAnyway.focus();
   }
 
   // ------------------------------------------------------------------ sign-in
@@ -691,6 +1025,7 @@
     ui.session.hidden = false;
     ui.workspace.hidden = false;
     closePanel();
+    closeRegister();
     clearSearch();
     ui.box.focus();
   }
@@ -698,6 +1033,8 @@
   function signOut(message) {
     cancelSearch();
     closePanel();
+    resetRegister();
+    closeRegister();
     session.end();
     ui.tokenInput.value = "";
     showSignIn(message);
@@ -747,9 +1084,10 @@
     if (event.key === "Escape" && !ui.panel.hidden) {
       event.preventDefault();
       closePanel();
-      ui.box.focus();
+      focusWork();
     } else if (event.key === "/" && !isTypingIn(event.target)) {
       event.preventDefault();
+      if (!ui.register.hidden) closeRegister();
       ui.box.focus();
       ui.box.select();
     }
@@ -764,8 +1102,19 @@
     });
     ui.panelClose.addEventListener("click", () => {
       closePanel();
+      focusWork();
+    });
+    ui.newPatient.addEventListener("click", openRegister);
+    ui.registerBack.addEventListener("click", () => {
+      closeRegister();
       ui.box.focus();
     });
+    ui.registerForm.addEventListener("input", onRegisterInput);
+    ui.registerForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      saveRegistration(false);
+    });
+    ui.createAnyway.addEventListener("click", () => saveRegistration(true));
     ui.signOut.addEventListener("click", () => signOut(""));
     ui.tokenForm.addEventListener("submit", onTokenSubmit);
     ui.tokenInput.addEventListener("keydown", (event) => {
