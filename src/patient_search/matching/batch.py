@@ -6,10 +6,11 @@
    name, postal code), sorted by that key; patients sharing a key value form a block, and the
    pairs inside a block are compared (`compare.py`). A pair met in several passes is compared
    once. Blocks larger than MAX_BLOCK (a common surname) are skipped and counted: their pairs
-   still meet in the date-of-birth or postal-code passes. In a date-of-birth block, two
-   patients are compared only when their names, contacts or address share a token, a sound,
-   a one-letter deletion or a nickname: same-day strangers are most of a large clinic's
-   pairs, and compared they would all be graded below `possible`.
+   still meet in the other passes. Inside a block, two patients are compared only when they
+   share a signal outside the block's key: a name token, its sound, a one-letter deletion or
+   a nickname, part of the date of birth, a phone, the email or part of the address.
+   Strangers who share only the key are most of a large clinic's pairs (13M same-day pairs at
+   1M patients), and compared they would all be graded below `possible`.
 3. **Grades**: every compared pair is weighed with the estimated model and graded; the
    suspected ones are written best first.
 """
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import itertools
 import random
 import sys
@@ -32,13 +34,23 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from patient_search.matching.compare import Comparison, MatchRecord, compare
-from patient_search.matching.estimate import BlockingPass, estimate, estimate_prior, pattern_of
-from patient_search.matching.model import GRADES, POSSIBLE_AT, Grade, MatchModel
+from patient_search.matching.estimate import (
+    FIELDS,
+    BlockingPass,
+    Pattern,
+    estimate,
+    estimate_prior,
+    pattern_of,
+)
+from patient_search.matching.model import GRADES, NAME_FIELDS, POSSIBLE_AT, Grade, MatchModel
 from patient_search.matching.service import stored_record
 from patient_search.search.evidence import TermWeights
 from patient_search.search.names import deletion_keys, nickname_variants, phonetic_codes
 
 MAX_BLOCK = 100
+# EM reads a uniform sample of each pass's pairs, screened or not: the screened pairs alone
+# would be chosen for agreeing, and bias m.
+EM_PAIRS_PER_PASS = 200_000
 RANDOM_PATIENTS = 3000
 RANDOM_PAIRS = 200_000
 # m and the prior from u, then u corrected for the true pairs among the random ones, ...
@@ -52,30 +64,43 @@ _COLUMNS = """
 """
 
 
-def _keyed(key: str) -> str:
-    return (
-        f"SELECT {key} AS block, {_COLUMNS} FROM patients p"
-        f" WHERE p.deleted_at IS NULL AND {key} IS NOT NULL AND {key} <> '' ORDER BY {key}"
+@dataclass(frozen=True, slots=True)
+class _Pass:
+    """A blocking pass: its rows sorted by block, how many pairs its blocks hold, and the
+    fields its key fixes. Constants of this module, never input."""
+
+    rows: str
+    pairs: str
+    key_fields: frozenset[str]
+
+
+def _keyed(key: str, key_fields: frozenset[str]) -> _Pass:
+    where = f"p.deleted_at IS NULL AND {key} IS NOT NULL AND {key} <> ''"
+    return _Pass(
+        f"SELECT {key} AS block, {_COLUMNS} FROM patients p WHERE {where} ORDER BY {key}",
+        f"SELECT coalesce(sum(n * (n - 1) / 2), 0) AS pairs FROM (SELECT count(*) AS n"
+        f" FROM patients p WHERE {where} GROUP BY {key} HAVING count(*) <= {MAX_BLOCK}) b",
+        key_fields,
     )
 
 
-# Each pass: its rows sorted by block, and the fields its key fixes. Constants, never input.
-BLOCKING_PASSES: dict[str, tuple[str, frozenset[str]]] = {
-    "date of birth": (_keyed("p.date_of_birth::text"), frozenset({"date_of_birth"})),
-    "last name": (_keyed("p.last_key"), frozenset({"last_name"})),
-    "postal code": (_keyed("p.postal_code_key"), frozenset({"postal_code"})),
+_SHARED_TERMS = f"""
+    FROM patient_name_terms t JOIN patients p ON p.id = t.patient_id
+    WHERE NOT t.part AND p.deleted_at IS NULL
+      AND t.term IN (SELECT term FROM patient_name_terms WHERE NOT part
+                     GROUP BY term HAVING count(*) <= {MAX_BLOCK})
+"""
+BLOCKING_PASSES: dict[str, _Pass] = {
+    "date of birth": _keyed("p.date_of_birth::text", frozenset({"date_of_birth"})),
+    "last name": _keyed("p.last_key", frozenset({"last_name"})),
+    "postal code": _keyed("p.postal_code_key", frozenset({"postal_code"})),
     # Any whole first or last name shared, whichever field it is in: swapped names, and a
     # first name kept while the surname and the date changed. Common names are left out
     # before their rows are read.
-    "name": (
-        f"""
-        SELECT t.term AS block, {_COLUMNS}
-        FROM patient_name_terms t JOIN patients p ON p.id = t.patient_id
-        WHERE NOT t.part AND p.deleted_at IS NULL
-          AND t.term IN (SELECT term FROM patient_name_terms WHERE NOT part
-                         GROUP BY term HAVING count(*) <= {MAX_BLOCK})
-        ORDER BY t.term
-        """,
+    "name": _Pass(
+        f"SELECT t.term AS block, {_COLUMNS} {_SHARED_TERMS} ORDER BY t.term",
+        "SELECT coalesce(sum(n * (n - 1) / 2), 0) AS pairs"
+        f" FROM (SELECT count(*) AS n {_SHARED_TERMS} GROUP BY t.term) b",
         frozenset({"first_name", "last_name"}),
     ),
 }
@@ -109,9 +134,17 @@ class ScanReport:
 
 @dataclass(frozen=True, slots=True)
 class _Compared:
+    """A compared pair, kept small: a large clinic has millions of them until graded."""
+
     mrn_a: str
     mrn_b: str
-    comparison: Comparison
+    pattern: Pattern
+    terms: tuple[str | None, str | None]  # the typed first and last name that agreed
+
+    def comparison(self) -> Comparison:
+        levels = {name: level for name, level in zip(FIELDS, self.pattern, strict=True) if level}
+        terms = {name: t for name, t in zip(NAME_FIELDS, self.terms, strict=True) if t}
+        return Comparison(levels, terms)
 
 
 @lru_cache(maxsize=262_144)
@@ -126,15 +159,34 @@ def _token_signals(token: str) -> frozenset[str]:
     )
 
 
-def _signals(record: MatchRecord) -> frozenset[str]:
-    """Everything but the date of birth that two records of one person may share."""
+def _date_signals(born: dt.date) -> set[str]:
+    """Year with month, year with day, month with day (either order): a date one digit,
+    one transposition inside a part, or a day-month swap away keeps at least one."""
+    month, day = sorted((born.month, born.day))
+    return {
+        f"born:{born.year}:{born.month}:",
+        f"born:{born.year}::{born.day}",
+        f"born:{born.year}:{month}-{day}",
+        f"born::{month}-{day}",
+    }
+
+
+def _signals(record: MatchRecord, key_fields: frozenset[str]) -> frozenset[str]:
+    """What two records of one person may share, outside the fields of the blocking key."""
     found: set[str] = set()
-    for token in f"{record.first} {record.middle} {record.last}".split():
+    names = [record.middle]
+    if "first_name" not in key_fields:
+        names.append(record.first)
+    if "last_name" not in key_fields:
+        names.append(record.last)
+    for token in " ".join(names).split():
         found |= _token_signals(token)
+    if record.date_of_birth is not None and "date_of_birth" not in key_fields:
+        found |= _date_signals(record.date_of_birth)
     found.update(f"phone:{phone}" for phone in record.phones)
     if record.email:
         found.add(f"email:{record.email}")
-    if record.postal_code:
+    if record.postal_code and "postal_code" not in key_fields:
         found.add(f"postal:{record.postal_code}")
     found.update(f"street:{token}" for token in record.street.split() if not token.isdigit())
     if record.city:
@@ -189,30 +241,40 @@ async def scan(
     random_patterns = await _random_patterns(conn)
     passes = []
     compared: dict[tuple[uuid.UUID, uuid.UUID], _Compared] = {}
+    patterns: dict[Pattern, Pattern] = {}  # one tuple per distinct pattern
     skipped = 0
-    for number, (label, (query, key_fields)) in enumerate(BLOCKING_PASSES.items()):
+    rng = random.Random(weights.clinic_size)
+    for number, (label, blocking_pass) in enumerate(BLOCKING_PASSES.items()):
+        key_fields = blocking_pass.key_fields
         blocking = BlockingPass(key_fields)
         passes.append(blocking)
-        screened = "date_of_birth" in key_fields
+        async with conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(sql.SQL(blocking_pass.pairs))  # a module constant
+            total = (await cursor.fetchone() or {"pairs": 0})["pairs"]
+        sample_rate = min(1.0, EM_PAIRS_PER_PASS / max(float(total), 1.0))
         blocks = 0
-        async for block in _blocks(conn, number, query):
+        async for block in _blocks(conn, number, blocking_pass.rows):
             blocks += 1
             if len(block) > MAX_BLOCK:
                 skipped += 1
                 continue
             records = [(row, stored_record(row)) for row in block]
-            signals = [_signals(record) for _, record in records] if screened else []
+            signals = [_signals(record, key_fields) for _, record in records]
             for (i, (row_a, a)), (j, (row_b, b)) in itertools.combinations(enumerate(records), 2):
-                if screened and signals[i].isdisjoint(signals[j]):
+                sampled = sample_rate >= 1.0 or rng.random() < sample_rate
+                if not sampled and signals[i].isdisjoint(signals[j]):
                     continue
                 first, second = (row_a, row_b) if row_a["id"] < row_b["id"] else (row_b, row_a)
                 ids = (first["id"], second["id"])
                 known = compared.get(ids)
                 if known is None:
                     comparison = compare(a, b) if first is row_a else compare(b, a)
-                    known = _Compared(first["mrn"], second["mrn"], comparison)
+                    pattern = patterns.setdefault(pattern_of(comparison), pattern_of(comparison))
+                    terms = (comparison.terms.get("first_name"), comparison.terms.get("last_name"))
+                    known = _Compared(first["mrn"], second["mrn"], pattern, terms)
                     compared[ids] = known
-                blocking.patterns[pattern_of(known.comparison)] += 1
+                if sampled:
+                    blocking.patterns[known.pattern] += 1
         print(
             f"duplicates: {label}: {blocks} blocks, {len(compared)} pairs compared so far",
             file=progress,
@@ -220,7 +282,7 @@ async def scan(
     model: MatchModel | None = None
     for _ in range(ESTIMATION_ROUNDS):
         model = estimate(random_patterns, passes, model)
-        bits = [model.bits(pair.comparison, weights) for pair in compared.values()]
+        bits = [model.bits(pair.comparison(), weights) for pair in compared.values()]
         prior = estimate_prior(bits, weights.clinic_size)
         model = MatchModel(model.names, model.fields, prior, model.source, model.details)
     assert model is not None
@@ -232,10 +294,11 @@ async def scan(
     accepted = set(GRADES[: GRADES.index(min_grade) + 1])
     pairs = []
     for ids, pair in compared.items():
-        probability = model.probability(pair.comparison, weights)
+        comparison = pair.comparison()
+        probability = model.probability(comparison, weights)
         if probability < POSSIBLE_AT:
             continue
-        grade = model.grade(pair.comparison, probability)
+        grade = model.grade(comparison, probability)
         if grade in accepted:
             pairs.append(
                 SuspectedPair(ids[0], ids[1], pair.mrn_a, pair.mrn_b, grade, round(probability, 6))
