@@ -269,11 +269,15 @@ async def _explain(settings: Settings, clinic_id: str) -> list[ShapeReport]:
 async def _duplicates(settings: Settings, clinic_id: str, out: Path, min_grade: Grade) -> int:
     from patient_search.db.pool import build_pool
     from patient_search.db.tenant import clinic_transaction
-    from patient_search.matching.batch import scan, write_csv
+    from patient_search.matching.batch import save_model, scan, write_csv
 
     async with build_pool(_cli_settings(settings)) as pool:
         async with clinic_transaction(pool, clinic_id, "read") as conn:
             report = await scan(conn, min_grade)
+        if report.model.source == "estimated":
+            # The duplicate check at registration and /match weigh with it from now on.
+            async with clinic_transaction(pool, clinic_id, "write") as conn:
+                await save_model(conn, report.model)
     write_csv(out, report.pairs)
     print(
         f"duplicates: {len(report.pairs)} pairs graded {min_grade} or better written to {out}"

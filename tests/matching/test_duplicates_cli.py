@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import datetime as dt
+import random
+import string
 from pathlib import Path
 
+import httpx
+import psycopg
 import pytest
+from fastapi import FastAPI
 
 from patient_search import cli
+from patient_search.db.statements import NullObserver, StatementRunner
+from patient_search.db.tenant import clinic_transaction
+from patient_search.matching.batch import MIN_ESTIMATION_PATIENTS
+from patient_search.matching.model import DEFAULT_MODEL, MatchModel, NameWeight
+from patient_search.matching.repository import MatchRepository
 from patient_search.settings import Settings
-from tests.factories import new_clinic_id
+from tests.factories import bearer, new_clinic_id
 
 ROWS = (
     "mrn,last_name,first_name,date_of_birth,postal_code,address_line1,city\n"
@@ -26,10 +38,28 @@ def _cli_uses_test_settings(monkeypatch: pytest.MonkeyPatch, settings: Settings)
     monkeypatch.setattr(cli, "get_settings", lambda: settings)
 
 
-def _clinic(tmp_path: Path) -> str:
+def _strangers(count: int) -> str:
+    """CSV rows of `count` unrelated people: enough for the scan to estimate its weights."""
+    rng = random.Random(count)
+
+    def word() -> str:
+        return "".join(rng.choices(string.ascii_lowercase, k=7)).capitalize()
+
+    cities = [word() for _ in range(30)]
+    rows = []
+    for i in range(count):
+        born = dt.date(1930, 1, 1) + dt.timedelta(days=rng.randrange(30_000))
+        rows.append(
+            f"S{i},{word()},{word()},{born},{rng.randrange(1000, 9999)},"
+            f"{rng.randrange(1, 200)} {word()} Street,{rng.choice(cities)}\n"
+        )
+    return "".join(rows)
+
+
+def _clinic(tmp_path: Path, strangers: int = 0) -> str:
     clinic = new_clinic_id()
     source = tmp_path / "patients.csv"
-    source.write_text(ROWS, encoding="utf-8")
+    source.write_text(ROWS + _strangers(strangers), encoding="utf-8")
     assert cli.main(["import", str(source), "--clinic", clinic]) == 0
     return clinic
 
@@ -69,3 +99,63 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     assert bad_grade.value.code == 2
     missing = tmp_path / "no-such-dir" / "pairs.csv"
     assert cli.main(["duplicates", "--clinic", new_clinic_id(), "--out", str(missing)]) == 2
+
+
+async def test_the_scan_stores_the_clinics_weights_for_the_duplicate_check(
+    tmp_path: Path, app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # The CLI runs its own event loop; MIN_ESTIMATION_PATIENTS strangers make weights worth it.
+    clinic = await asyncio.to_thread(_clinic, tmp_path, MIN_ESTIMATION_PATIENTS)
+    out = tmp_path / "pairs.csv"
+    assert (
+        await asyncio.to_thread(cli.main, ["duplicates", "--clinic", clinic, "--out", str(out)])
+        == 0
+    )
+    pool = app.state.services.pool
+    async with clinic_transaction(pool, clinic, "read") as conn:
+        stored = await MatchRepository(StatementRunner(conn, NullObserver())).clinic_model()
+    assert stored is not None
+    model = MatchModel.from_json(stored)
+    assert model.source == "estimated" and model.prior_bits is not None
+    assert set(model.fields) == set(DEFAULT_MODEL.fields)
+    # Row-level security: another clinic has no model, and its checks keep the defaults.
+    async with clinic_transaction(pool, new_clinic_id(), "read") as conn:
+        repo = MatchRepository(StatementRunner(conn, NullObserver()))
+        assert await repo.clinic_model() is None
+    # The clinic's duplicate check now weighs with its own model, and still finds A1.
+    body = {"first_name": "Mitchell", "last_name": "Green", "date_of_birth": "1956-04-09"}
+    response = await client.post("/v1/patients/match", json=body, headers=bearer(clinic))
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert {items[0]["patient"]["mrn"], items[1]["patient"]["mrn"]} == {"A1", "A3"}
+    assert {item["grade"] for item in items[:2]} == {"certain"}
+
+
+def test_a_stored_model_round_trips_and_lacks_nothing() -> None:
+    stored = MatchModel(
+        {"first_name": {"exact": NameWeight(1.0, -0.5)}, "last_name": {}},
+        {"date_of_birth": {"exact": 11.0}},
+        -12.5,
+        "estimated",
+    )
+    model = MatchModel.from_json(stored.to_json())
+    assert model.names["first_name"]["exact"] == NameWeight(1.0, -0.5)
+    assert model.names["first_name"]["typo"] == DEFAULT_MODEL.names["first_name"]["typo"]
+    assert model.fields["date_of_birth"]["exact"] == 11.0
+    assert (
+        model.fields["date_of_birth"]["different"]
+        == DEFAULT_MODEL.fields["date_of_birth"]["different"]
+    )
+    assert model.prior_bits == -12.5
+
+
+def test_a_small_clinic_is_graded_with_the_default_weights(
+    tmp_path: Path, superuser_conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    clinic = _clinic(tmp_path)
+    out = tmp_path / "pairs.csv"
+    assert cli.main(["duplicates", "--clinic", clinic, "--out", str(out)]) == 0
+    stored = superuser_conn.execute(
+        "SELECT count(*) FROM match_models WHERE clinic_id = %s", (clinic,)
+    ).fetchone()
+    assert stored == (0,)

@@ -33,6 +33,7 @@ from typing import Any, TextIO
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
+from patient_search.db.statements import NullObserver, StatementRunner
 from patient_search.matching.compare import Comparison, MatchRecord, compare
 from patient_search.matching.estimate import (
     FIELDS,
@@ -42,7 +43,15 @@ from patient_search.matching.estimate import (
     estimate_prior,
     pattern_of,
 )
-from patient_search.matching.model import GRADES, NAME_FIELDS, POSSIBLE_AT, Grade, MatchModel
+from patient_search.matching.model import (
+    DEFAULT_MODEL,
+    GRADES,
+    NAME_FIELDS,
+    POSSIBLE_AT,
+    Grade,
+    MatchModel,
+)
+from patient_search.matching.repository import MatchRepository
 from patient_search.matching.service import stored_record
 from patient_search.search.evidence import TermWeights
 from patient_search.search.names import deletion_keys, nickname_variants, phonetic_codes
@@ -52,6 +61,8 @@ MAX_BLOCK = 100
 # would be chosen for agreeing, and bias m.
 EM_PAIRS_PER_PASS = 200_000
 RANDOM_PATIENTS = 3000
+# Below this, random pairs repeat and the prior is a guess: the default weights are used.
+MIN_ESTIMATION_PATIENTS = 1000
 RANDOM_PAIRS = 200_000
 # m and the prior from u, then u corrected for the true pairs among the random ones, ...
 ESTIMATION_ROUNDS = 3
@@ -233,12 +244,45 @@ async def _random_patterns(conn: AsyncConnection[Any]) -> Counter[Any]:
     return patterns
 
 
+def _estimated(
+    random_patterns: Counter[Any],
+    passes: list[BlockingPass],
+    compared: dict[tuple[uuid.UUID, uuid.UUID], _Compared],
+    weights: TermWeights,
+    progress: TextIO,
+) -> MatchModel:
+    """The clinic's own model; the default one for a clinic too small to estimate from."""
+    if weights.clinic_size < MIN_ESTIMATION_PATIENTS:
+        print(
+            f"duplicates: fewer than {MIN_ESTIMATION_PATIENTS} patients: default weights",
+            file=progress,
+        )
+        return DEFAULT_MODEL
+    model: MatchModel | None = None
+    for _ in range(ESTIMATION_ROUNDS):
+        model = estimate(random_patterns, passes, model)
+        bits = [model.bits(pair.comparison(), weights) for pair in compared.values()]
+        prior = estimate_prior(bits, weights.clinic_size)
+        model = MatchModel(model.names, model.fields, prior, model.source, model.details)
+    assert model is not None
+    print(
+        f"duplicates: weights estimated from {sum(random_patterns.values())} random pairs"
+        f" and {len(compared)} compared pairs; prior odds of a pair 1 in {2**-prior:,.0f}",
+        file=progress,
+    )
+    return model
+
+
 async def scan(
     conn: AsyncConnection[Any], min_grade: Grade, progress: TextIO = sys.stderr
 ) -> ScanReport:
     """Every suspected pair of the clinic (the connection's transaction is scoped to it)."""
     weights = await _clinic_weights(conn)
-    random_patterns = await _random_patterns(conn)
+    random_patterns = (
+        await _random_patterns(conn)
+        if weights.clinic_size >= MIN_ESTIMATION_PATIENTS
+        else Counter[Any]()
+    )
     passes = []
     compared: dict[tuple[uuid.UUID, uuid.UUID], _Compared] = {}
     patterns: dict[Pattern, Pattern] = {}  # one tuple per distinct pattern
@@ -279,18 +323,7 @@ async def scan(
             f"duplicates: {label}: {blocks} blocks, {len(compared)} pairs compared so far",
             file=progress,
         )
-    model: MatchModel | None = None
-    for _ in range(ESTIMATION_ROUNDS):
-        model = estimate(random_patterns, passes, model)
-        bits = [model.bits(pair.comparison(), weights) for pair in compared.values()]
-        prior = estimate_prior(bits, weights.clinic_size)
-        model = MatchModel(model.names, model.fields, prior, model.source, model.details)
-    assert model is not None
-    print(
-        f"duplicates: weights estimated from {sum(random_patterns.values())} random pairs"
-        f" and {len(compared)} compared pairs; prior odds of a pair 1 in {2**-prior:,.0f}",
-        file=progress,
-    )
+    model = _estimated(random_patterns, passes, compared, weights, progress)
     accepted = set(GRADES[: GRADES.index(min_grade) + 1])
     pairs = []
     for ids, pair in compared.items():
@@ -305,6 +338,12 @@ async def scan(
             )
     pairs.sort(key=lambda p: (-p.score, str(p.a), str(p.b)))
     return ScanReport(pairs, len(compared), skipped, model)
+
+
+async def save_model(conn: AsyncConnection[Any], model: MatchModel) -> None:
+    """Store the clinic's estimated model for the duplicate check (a write transaction)."""
+    runner = StatementRunner(conn, NullObserver())
+    await MatchRepository(runner).save_clinic_model(model.to_json())
 
 
 def write_csv(path: Path, pairs: Sequence[SuspectedPair]) -> None:

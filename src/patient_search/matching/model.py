@@ -100,6 +100,44 @@ class MatchModel:
             return "possible"
         return None
 
+    def to_json(self) -> dict[str, Any]:
+        """The model as stored in `match_models.model` (weights, prior, m and u)."""
+        return {
+            "names": {
+                name: {level: [w.scale, w.offset] for level, w in levels.items()}
+                for name, levels in self.names.items()
+            },
+            "fields": {name: dict(levels) for name, levels in self.fields.items()},
+            "prior_bits": self.prior_bits,
+            "details": dict(self.details),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MatchModel:
+        """A stored model over the default one: a level it lacks keeps its default weight."""
+        names = {
+            name: {
+                **DEFAULT_MODEL.names[name],
+                **{
+                    level: NameWeight(float(scale), float(offset))
+                    for level, (scale, offset) in data["names"].get(name, {}).items()
+                },
+            }
+            for name in NAME_FIELDS
+        }
+        fields = {
+            name: {**levels, **{k: float(v) for k, v in data["fields"].get(name, {}).items()}}
+            for name, levels in DEFAULT_MODEL.fields.items()
+        }
+        prior = data.get("prior_bits")
+        return cls(
+            names,
+            fields,
+            float(prior) if prior is not None else None,
+            "estimated",
+            data.get("details", {}),
+        )
+
 
 def probability_of(log_odds: float) -> float:
     """1 / (1 + 2^-log_odds), without overflow."""

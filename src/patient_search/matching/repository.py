@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
+
+from psycopg.types.json import Jsonb
 
 from patient_search.db.statements import Row, Statement, StatementRunner
 
@@ -38,6 +41,18 @@ CANDIDATE_RECORDS = Statement(
 )
 
 
+# The clinic's estimated weights (decision 0019): one row per clinic, under RLS.
+CLINIC_MODEL = Statement("match.model", "SELECT model FROM match_models")
+SAVE_CLINIC_MODEL = Statement(
+    "match.save_model",
+    """
+    INSERT INTO match_models (clinic_id, model)
+    VALUES (current_setting('app.clinic_id'), %(model)s)
+    ON CONFLICT (clinic_id) DO UPDATE SET model = EXCLUDED.model, estimated_at = now()
+    """,
+)
+
+
 class MatchRepository:
     """Read-only duplicate-check queries within the current clinic transaction."""
 
@@ -59,6 +74,15 @@ class MatchRepository:
             {"phones": phones, "emails": emails, "postal_code": postal_code, "born": born},
         )
         return {row["id"] for row in rows}
+
+    async def clinic_model(self) -> dict[str, Any] | None:
+        """The clinic's estimated model as stored, or None when it has none yet."""
+        row = await self._db.fetch_one(CLINIC_MODEL)
+        return row["model"] if row else None
+
+    async def save_clinic_model(self, model: dict[str, Any]) -> None:
+        """Store (or replace) the clinic's estimated model."""
+        await self._db.execute(SAVE_CLINIC_MODEL, {"model": Jsonb(model)})
 
     async def records(self, ids: list[uuid.UUID]) -> list[Row]:
         """What the comparison and the answer need of each live patient among `ids`."""

@@ -8,6 +8,8 @@ birth find them by identifier. Each candidate is then compared field by field
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ from patient_search.matching.compare import (
     folded_name,
     folded_text,
 )
-from patient_search.matching.model import DEFAULT_MODEL, Grade
+from patient_search.matching.model import DEFAULT_MODEL, Grade, MatchModel
 from patient_search.matching.repository import MatchRepository
 from patient_search.matching.schemas import MatchItem, MatchRequest, MatchResult
 from patient_search.patients.schemas import Address, PatientSummary
@@ -36,6 +38,27 @@ from patient_search.search.statistics import term_weights
 SEARCH_CANDIDATES = 50
 MAX_QUERY_LENGTH = 200
 SUSPECTED: frozenset[Grade] = frozenset({"certain", "probable"})
+# A clinic's estimated model changes only when `patient-search duplicates` runs again.
+MODEL_TTL_S = 600.0
+_MODELS: dict[str, tuple[float, MatchModel]] = {}
+_log = logging.getLogger(__name__)
+
+
+async def clinic_model(clinic_id: str, repo: MatchRepository) -> MatchModel:
+    """The clinic's estimated model (decision 0019), or the default one; kept per worker."""
+    now = time.monotonic()
+    known = _MODELS.get(clinic_id)
+    if known is not None and now - known[0] < MODEL_TTL_S:
+        return known[1]
+    stored = await repo.clinic_model()
+    model = DEFAULT_MODEL
+    if stored is not None:
+        try:
+            model = MatchModel.from_json(stored)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            _log.warning("match model of a clinic is unreadable; default weights used")
+    _MODELS[clinic_id] = (now, model)
+    return model
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +144,12 @@ class MatchService:
         rows = await self._repo.records(sorted(ids))
         terms = [t.replace(" ", "") for t in (query.first, query.last) if t]
         weights = await term_weights(self._clinic_id, self._search_repo, terms)
+        model = await clinic_model(self._clinic_id, self._repo)
         scored = []
         for row in rows:
             comparison = compare(query, stored_record(row))
-            probability = DEFAULT_MODEL.probability(comparison, weights)
-            grade = DEFAULT_MODEL.grade(comparison, probability)
+            probability = model.probability(comparison, weights)
+            grade = model.grade(comparison, probability)
             scored.append(_Scored(row, comparison, probability, grade))
         scored.sort(key=lambda s: (-s.probability, s.row["last_name"], str(s.row["id"])))
         kept = [s for s in scored if s.grade is not None]
