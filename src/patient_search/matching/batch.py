@@ -60,10 +60,10 @@ MAX_BLOCK = 100
 # EM reads a uniform sample of each pass's pairs, screened or not: the screened pairs alone
 # would be chosen for agreeing, and bias m.
 EM_PAIRS_PER_PASS = 200_000
-RANDOM_PATIENTS = 3000
+RANDOM_PATIENTS = 5000
 # Below this, random pairs repeat and the prior is a guess: the default weights are used.
 MIN_ESTIMATION_PATIENTS = 1000
-RANDOM_PAIRS = 200_000
+RANDOM_PAIRS = 500_000
 # m and the prior from u, then u corrected for the true pairs among the random ones, ...
 ESTIMATION_ROUNDS = 3
 _COLUMNS = """
@@ -117,7 +117,7 @@ BLOCKING_PASSES: dict[str, _Pass] = {
 }
 RANDOM_SAMPLE = (
     "SELECT " + _COLUMNS + " FROM patients p WHERE p.deleted_at IS NULL"
-    " ORDER BY random() LIMIT %(patients)s"
+    " ORDER BY md5(p.id::text) LIMIT %(patients)s"  # pseudo-random, the same every run
 )
 TERM_COUNTS = "SELECT term, count(*) AS patients FROM patient_name_terms GROUP BY term"
 CLINIC_SIZE = "SELECT count(*) AS patients FROM patients WHERE deleted_at IS NULL"

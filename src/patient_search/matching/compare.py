@@ -71,8 +71,10 @@ def name_level(typed: str, stored: str) -> str | None:
     if typed == stored or typed.replace(" ", "") == stored.replace(" ", ""):
         return "exact"
     typed_tokens, stored_tokens = typed.split(), stored.split()
-    if set(typed_tokens) & set(stored_tokens):
-        return "typo"  # one part of a compound agrees ("garcia" ~ "garcia lopez")
+    if any(len(token) > 3 for token in set(typed_tokens) & set(stored_tokens)):
+        # One part of a compound agrees ("garcia" ~ "garcia lopez"); a particle alone
+        # ("van", "de", "la") does not.
+        return "typo"
     if any(stored in nickname_variants(token) for token in typed_tokens):
         return "nickname"
     if within_typo_budget(typed.replace(" ", ""), stored.replace(" ", "")):

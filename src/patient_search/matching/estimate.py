@@ -38,6 +38,8 @@ LEVELS: Mapping[str, tuple[str, ...]] = {
     **{name: tuple(levels) for name, levels in DEFAULT_MODEL.fields.items()},
 }
 Pattern = tuple[str | None, ...]
+NAME_IDENTITY = frozenset(NAME_FIELDS)
+IDENTITY_FIELDS = (*NAME_FIELDS, "date_of_birth")
 EM_ITERATIONS = 40
 EM_TOLERANCE = 1e-5
 # A field is estimated only from at least this many expected true pairs and random pairs
@@ -143,6 +145,11 @@ def _em(
     return m, evidence
 
 
+def _describes_duplicates(m: Mapping[str, Mapping[str, float]]) -> bool:
+    """Whether EM's "same person" class agrees on identity more often than not."""
+    return all(m[name]["exact"] > m[name]["different"] for name in IDENTITY_FIELDS if name in m)
+
+
 def estimate(
     random_patterns: Counter[Pattern],
     passes: Iterable[BlockingPass],
@@ -155,7 +162,11 @@ def estimate(
     u, random_seen = _u(random_patterns, previous)
     estimates: dict[str, list[tuple[float, dict[str, float]]]] = defaultdict(list)
     for blocking in passes:
+        if NAME_IDENTITY <= blocking.key_fields:
+            continue
         pass_m, evidence = _em(blocking, u)
+        if not _describes_duplicates(pass_m):
+            continue
         for name, levels in pass_m.items():
             if evidence.get(name, 0.0) >= MIN_MATCHED_PAIRS:
                 estimates[name].append((evidence[name], levels))

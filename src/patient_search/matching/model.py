@@ -30,7 +30,9 @@ Grade = Literal["certain", "probable", "possible"]
 GRADES: tuple[Grade, ...] = ("certain", "probable", "possible")
 
 NAME_FIELDS = ("first_name", "last_name")
-CERTAIN_FIRST_NAMES = frozenset({"exact", "nickname", "swapped"})
+HOUSEHOLD_FIELDS = frozenset({"phone", "email"})
+# A nickname is not enough: twins are named Thomas and Tom, Katherine and Cathy.
+CERTAIN_FIRST_NAMES = frozenset({"exact", "swapped"})
 # Probability thresholds of the grades (decision 0018).
 CERTAIN_AT = 0.999
 PROBABLE_AT = 0.95
@@ -62,17 +64,27 @@ class MatchModel:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def bits(self, comparison: Comparison, weights: TermWeights) -> float:
-        """The evidence of a comparison, in bits; a level the model lacks weighs nothing."""
+        """The evidence of a comparison, in bits; a level the model lacks weighs nothing.
+
+        A shared phone and a shared email count once, the stronger: a household shares
+        both, so summing them as independent would make two relatives one person."""
         total = 0.0
+        household = 0.0
         for name, level in comparison.levels.items():
             if name in NAME_FIELDS:
                 weight = self.names[name].get("exact" if level == "swapped" else level)
                 if weight is not None:
                     term = comparison.terms.get(name)
                     total += weight.bits(weights.bits(term) if term else 0.0)
+            elif name in HOUSEHOLD_FIELDS:
+                bits = self.fields.get(name, {}).get(level, 0.0)
+                if bits > 0:
+                    household = max(household, bits)
+                else:
+                    total += bits
             else:
                 total += self.fields.get(name, {}).get(level, 0.0)
-        return total
+        return total + household
 
     def prior(self, clinic_size: int) -> float:
         if self.prior_bits is not None:
@@ -86,10 +98,10 @@ class MatchModel:
     def grade(self, comparison: Comparison, probability: float) -> Grade | None:
         """The grade of the pair, or None below `possible`.
 
-        `certain` also needs the first names, when both are given, to agree exactly (or as
-        nickname and name, or swapped with the last name) and the dates of birth, when both
-        are given, to be the same: twins share a surname, a date and an address, and often
-        similar first names (Michael, Mitchell); only the first name tells them apart."""
+        `certain` also needs the first names, when both are given, to agree exactly (or
+        swapped with the last name) and the dates of birth, when both are given, to be the
+        same: twins share a surname, a date and an address, and often similar first names
+        (Michael and Mitchell, Thomas and Tom); only the first name tells them apart."""
         first = comparison.levels.get("first_name", "exact")
         born = comparison.levels.get("date_of_birth", "exact")
         if probability >= CERTAIN_AT and first in CERTAIN_FIRST_NAMES and born == "exact":
