@@ -5,6 +5,7 @@
   nicknames, sound-alikes, accents, name + date of birth, phones in other formats, emails, MRNs);
 - `hot_ids`: the first ids of that sample (closed-loop lookups, updates);
 - `hot_searches`: a spread of the name queries (closed-loop cached searches);
+- `match_bodies`: registrations of sampled patients with a typo (closed-loop duplicate checks);
 - `ids_path`: every patient id of the clinic in a fixed random order — the popularity ranks of
   the Zipf lookup workload (rank 1 is the first line).
 
@@ -33,8 +34,10 @@ PER_KIND = 300
 HOT_SEARCHES = 300
 # Closed-loop cached lookups cycle over this many of the sample's ids.
 HOT_LOOKUPS = 1000
+# Duplicate checks of the closed loop.
+HOT_MATCHES = 1000
 # Bumped when the file's shape changes, so an older cached file is rebuilt.
-VERSION = 3
+VERSION = 4
 NAME_KINDS = relevance.NAME_KINDS
 # What each front-desk action types, by kind of the relevance benchmark.
 TYPE_AHEAD_KINDS = ("exact_full", "last_first_comma", "swapped")
@@ -84,10 +87,32 @@ def prepare(dataset: Dataset) -> Path:
         "type_ahead_kinds": list(TYPE_AHEAD_KINDS),
         "hot_ids": [p.id for p in sample[:HOT_LOOKUPS]],
         "hot_searches": names[:: max(1, len(names) // HOT_SEARCHES)][:HOT_SEARCHES],
+        "match_bodies": match_bodies(sample[:HOT_MATCHES], random.Random(dataset.seed)),
         "ids_path": str(ids_path),
     }
     path.write_text(json.dumps(payload), encoding="utf-8")
     return path
+
+
+def _dropped_letter(name: str, rng: random.Random) -> str:
+    if len(name) < 5:
+        return name
+    i = rng.randrange(1, len(name) - 1)
+    return name[:i] + name[i + 1 :]
+
+
+def match_bodies(patients: list[relevance.Patient], rng: random.Random) -> list[dict[str, str]]:
+    """Registrations of returning patients, as a clerk types them: the first name, the last
+    name with one letter dropped, the date of birth (closed-loop `/v1/patients/match`)."""
+    bodies = []
+    for patient in patients:
+        body = {
+            "first_name": patient.first_name or "",
+            "last_name": _dropped_letter(patient.last_name, rng),
+            "date_of_birth": patient.date_of_birth.isoformat() if patient.date_of_birth else "",
+        }
+        bodies.append({k: v for k, v in body.items() if v})
+    return bodies
 
 
 def _version(path: Path) -> int | None:

@@ -6,7 +6,8 @@
   now and then an update (GET, then PATCH with If-Match).
 - `CheckIn` (paced): profile lookups whose patient popularity follows Zipf (s = BENCH_ZIPF_S).
 - `ClosedLoop` (no think time): one endpoint as fast as it answers — `healthz`, `lookup` (the
-  sample's ids), `search` (the name queries) — chosen by BENCH_ENDPOINT.
+  sample's ids), `search` (the name queries), `match` (registrations with a typo, POSTed to
+  `/v1/patients/match`) — chosen by BENCH_ENDPOINT.
 
 Inputs (environment): BENCH_FIXTURES (fixtures.py's JSON), BENCH_TOKENS (a JSON list of bearer
 tokens, one per simulated user: the search rate limit is per user),
@@ -158,6 +159,16 @@ class BenchUser(FastHttpUser):
         del _inflight[slot]
         return response
 
+    def post(self, path: str, name: str, body: dict[str, Any], key: str = "") -> Any:
+        """POST a JSON body with the token, as `get` does."""
+        slot = id(gevent.getcurrent())
+        _inflight[slot] = time.monotonic()
+        response = self.client.post(
+            path, json=body, headers=self.headers, name=name, context={"key": key}
+        )
+        del _inflight[slot]
+        return response
+
     def search(self, name: str, text: str, **params: Any) -> list[dict[str, Any]]:
         """The box, as the front end calls it; the hits (empty when the request failed)."""
         response = self.get("/v1/patients", name, q=text, **params)
@@ -273,5 +284,7 @@ class ClosedLoop(BenchUser):
         elif endpoint == "search":
             limit = os.environ.get("BENCH_SEARCH_LIMIT", "10")
             self.get("/v1/patients", "search", q=random.choice(search_texts()), limit=limit)
+        elif endpoint == "match":
+            self.post("/v1/patients/match", "match", random.choice(fixtures()["match_bodies"]))
         else:
             raise RuntimeError(f"unknown BENCH_ENDPOINT {endpoint!r}")

@@ -381,6 +381,7 @@ def ceilings(results: Results, size: int) -> str:
         ("lookup by id, cache off", "max-lookup-uncached", "lookup"),
         ("search, cached (hot queries)", "max-search-cached", "search"),
         ("search, cache off", "max-search-uncached", "search"),
+        ("duplicate check (`/match`), never cached", "max-match-uncached", "match"),
     ):
         vs = ratio(
             results,
@@ -568,6 +569,7 @@ _ORDER = (
     "zipf-cached",
     "max-lookup-uncached",
     "max-search-uncached",
+    "max-match-uncached",
     "zipf-uncached",
     "sql",
     "overload",

@@ -400,6 +400,7 @@ def without_cache(target: Stage) -> None:
     warm(target.server, target.data, lookups=300)
     target.run("max-lookup-uncached", closed("lookup", plan.closed_s))
     target.run("max-search-uncached", closed("search", plan.closed_s))
+    target.run("max-match-uncached", closed("match", plan.closed_s))
     target.run("zipf-uncached", checkin(plan.zipf_s))
     top = max(plan.levels)
     # PostgreSQL's own timing of the profile lookups of this run, beside the service's.
