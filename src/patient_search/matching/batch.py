@@ -101,10 +101,14 @@ _SHARED_TERMS = f"""
       AND t.term IN (SELECT term FROM patient_name_terms WHERE NOT part
                      GROUP BY term HAVING count(*) <= {MAX_BLOCK})
 """
+STREET_KEY = "regexp_replace(lower(p.address->'lines'->>0), '[^a-z0-9]', '', 'g')"
 BLOCKING_PASSES: dict[str, _Pass] = {
     "date of birth": _keyed("p.date_of_birth::text", frozenset({"date_of_birth"})),
     "last name": _keyed("p.last_key", frozenset({"last_name"})),
     "postal code": _keyed("p.postal_code_key", frozenset({"postal_code"})),
+    # The first address line, letters and digits only ("10 Bate Pl." -> "10batepl"): one
+    # household's records whose names, date and postal code were all mistyped.
+    "street": _keyed(STREET_KEY, frozenset({"address"})),
     # Any whole first or last name shared, whichever field it is in: swapped names, and a
     # first name kept while the surname and the date changed. Common names are left out
     # before their rows are read.

@@ -125,6 +125,22 @@ def _similar(typed: str, stored: str, threshold: float) -> str:
     return "similar" if JaroWinkler.similarity(typed, stored) >= threshold else "different"
 
 
+def _postal_level(typed: str, stored: str) -> str:
+    """exact; near (one character changed, or two adjacent ones swapped: 2134 ~ 2143);
+    different."""
+    if typed == stored:
+        return "exact"
+    if len(typed) == len(stored):
+        changed = [i for i, (a, b) in enumerate(zip(typed, stored, strict=True)) if a != b]
+        if len(changed) == 1:
+            return "near"
+        if len(changed) == 2 and changed[1] == changed[0] + 1:
+            i = changed[0]
+            if typed[i] == stored[i + 1] and typed[i + 1] == stored[i]:
+                return "near"
+    return "different"
+
+
 def compare(query: MatchRecord, candidate: MatchRecord) -> Comparison:
     """The levels, field by field, at which `candidate` agrees with the person `query` is."""
     comparison = Comparison({}, {})
@@ -148,8 +164,7 @@ def compare(query: MatchRecord, candidate: MatchRecord) -> Comparison:
     if query.email and candidate.email:
         levels["email"] = "exact" if query.email == candidate.email else "different"
     if query.postal_code and candidate.postal_code:
-        same = query.postal_code == candidate.postal_code
-        levels["postal_code"] = "exact" if same else "different"
+        levels["postal_code"] = _postal_level(query.postal_code, candidate.postal_code)
     if query.street and candidate.street:
         levels["address"] = _similar(query.street, candidate.street, STREET_SIMILARITY)
     if query.city and candidate.city:

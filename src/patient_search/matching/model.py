@@ -189,7 +189,7 @@ DEFAULT_MODEL = MatchModel(
         # numbers, so it says nothing.
         "phone": {"exact": 9.0, "different": 0.0},
         "email": {"exact": 9.0, "different": 0.0},
-        "postal_code": {"exact": 5.0, "different": -1.5},
+        "postal_code": {"exact": 5.0, "near": 1.0, "different": -1.5},
         "address": {"exact": 7.0, "similar": 4.0, "different": -1.5},
         "city": {"exact": 2.0, "similar": 1.0, "different": -1.0},
     },
