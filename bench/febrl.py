@@ -18,6 +18,11 @@ Baselines on the same originals and name text (SQL as the superuser, no RLS): th
 ``plainto_tsquery`` ordered by name, and brute-force ``pg_trgm`` similarity of the whole
 name over the whole clinic.
 
+Duplicate prevention on the same sets: each duplicate's fields posted to
+``/v1/patients/match`` against the originals (with and without the address), and
+``patient-search duplicates`` on every record of a set in one clinic (``febrl3-all``, ...),
+scored pairwise against the truth (every pair of one person's records).
+
 Run (from the repository root, with ``make services`` up): ``.venv/bin/python bench/febrl.py
 [MISSES_PER_KIND]``, or as part of ``make relevance``. Prints the tables and writes them to
 ``bench/results/febrl-<date>.md``.
@@ -554,6 +559,10 @@ def run(miss_examples: int = 0) -> str:
             matched.append((label, answers_))
     parts.append(
         "**POST /v1/patients/match with each duplicate's fields**\n\n" + match_table(matched)
+    )
+    parts.append(
+        "**`patient-search duplicates` on every record of a set, pairs graded probable or"
+        " better**\n\n" + duplicates_table(settings, datasets)
     )
     return "\n\n".join(parts)
 

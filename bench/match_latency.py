@@ -29,9 +29,21 @@ from patient_search.app import create_app  # noqa: E402
 from patient_search.auth.tokens import issue_token  # noqa: E402
 
 
+class NamedClock(search_latency.StatementClock):
+    """The statement clock, also summing each statement's time by name over the whole run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_name: dict[str, float] = {}
+
+    def observe(self, name: str, seconds: float, rows: int) -> None:
+        super().observe(name, seconds, rows)
+        self.by_name[name] = self.by_name.get(name, 0.0) + seconds * 1000
+
+
 async def measure(
     settings: object, bodies: list[dict[str, str]]
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], dict[str, float]]:
     app = create_app(settings)  # type: ignore[arg-type]
     token = issue_token(
         settings.effective_jwt_secret,  # type: ignore[attr-defined]
@@ -39,7 +51,7 @@ async def measure(
         user_id="bench",
     )
     headers = {"Authorization": f"Bearer {token}"}
-    clock = search_latency.StatementClock()
+    clock = NamedClock()
     db, total = [], []
     async with app.router.lifespan_context(app):
         app.state.services.query_observer = clock
@@ -48,6 +60,7 @@ async def measure(
             for body in bodies[:30]:  # warm-up
                 await client.post("/v1/patients/match", json=body, headers=headers)
             clock.take()
+            clock.by_name.clear()
             for body in bodies:
                 started = time.perf_counter()
                 response = await client.post("/v1/patients/match", json=body, headers=headers)
@@ -55,7 +68,7 @@ async def measure(
                 if response.status_code != 200:
                     raise SystemExit(f"HTTP {response.status_code}: {response.text[:200]}")
                 db.append(clock.take()[0])
-    return db, total
+    return db, total, clock.by_name
 
 
 def main() -> None:
@@ -69,7 +82,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     bodies = fixtures.match_bodies(rng.sample(patients, args.requests), rng)
     del patients
-    db, total = asyncio.run(measure(settings, bodies))
+    db, total, by_name = asyncio.run(measure(settings, bodies))
     db.sort()
     total.sort()
     print(
@@ -78,6 +91,9 @@ def main() -> None:
         f" whole request p50 {statistics.median(total):.2f} ms,"
         f" p95 {total[int(0.95 * len(total))]:.2f} ms"
     )
+    spent = sum(by_name.values()) or 1.0
+    for name, ms in sorted(by_name.items(), key=lambda item: -item[1]):
+        print(f"  {name}: {ms / len(db):.2f} ms per request ({100 * ms / spent:.0f} %)")
 
 
 if __name__ == "__main__":
