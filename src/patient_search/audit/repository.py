@@ -6,9 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
-
-from psycopg import sql
+from typing import Any, Literal
 
 from patient_search.db.statements import Row, Statement, StatementRunner
 
@@ -35,9 +33,8 @@ LIST_FOR_PATIENT = Statement(
     LIMIT %(limit)s
     """,
 )
-# The journal's drain (`audit.journal`): many entries of one clinic as five arrays, one
-# prepared statement however many there are. Off the request path, so three round trips
-# (BEGIN, this, COMMIT) cost nothing a client waits for.
+# Many entries of one clinic as five arrays, one prepared statement however many there are:
+# the journal's drain (`audit.journal`) and the group-committed trail (`audit.trail`).
 RECORD_BATCH = Statement(
     "audit.record_batch",
     """
@@ -48,9 +45,6 @@ RECORD_BATCH = Statement(
          AS e(patient_id, actor, action, request_id, at)
     """,
 )
-# Views are appended by `db.tenant.clinic_write_once`, the whole transaction in one round
-# trip, so the values travel as literals (psycopg quotes them). Reported under this name.
-RECORD_MANY_NAME = "audit.record_many"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,21 +61,15 @@ class Access:
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
-def record_many(entries: Sequence[Access]) -> sql.Composed:
-    """The INSERT of `entries` (all of one clinic, the transaction's)."""
-    rows = sql.SQL(", ").join(
-        sql.SQL("(current_setting('app.clinic_id'), {}, {}, {}, {}, {})").format(
-            sql.Literal(e.patient_id),
-            sql.Literal(e.actor),
-            sql.Literal(e.action),
-            sql.Literal(e.request_id),
-            sql.Literal(e.at),
-        )
-        for e in entries
-    )
-    return sql.SQL(
-        "INSERT INTO access_audit (clinic_id, patient_id, actor, action, request_id, at) VALUES {}"
-    ).format(rows)
+def batch_params(entries: Sequence[Access]) -> dict[str, list[Any]]:
+    """RECORD_BATCH's parameters: the entries (all of one clinic) as five arrays."""
+    return {
+        "patient_ids": [e.patient_id for e in entries],
+        "actors": [e.actor for e in entries],
+        "actions": [e.action for e in entries],
+        "request_ids": [e.request_id for e in entries],
+        "ats": [e.at for e in entries],
+    }
 
 
 class AuditRepository:
@@ -106,16 +94,7 @@ class AuditRepository:
 
     async def record_batch(self, entries: Sequence[Access]) -> None:
         """Append entries of the transaction's clinic, in one statement."""
-        await self._db.execute(
-            RECORD_BATCH,
-            {
-                "patient_ids": [e.patient_id for e in entries],
-                "actors": [e.actor for e in entries],
-                "actions": [e.action for e in entries],
-                "request_ids": [e.request_id for e in entries],
-                "ats": [e.at for e in entries],
-            },
-        )
+        await self._db.execute(RECORD_BATCH, batch_params(entries))
 
     async def list_for_patient(
         self, patient_id: uuid.UUID, clinic_id: str | None, limit: int

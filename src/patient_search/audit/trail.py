@@ -25,7 +25,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from patient_search.audit.repository import RECORD_MANY_NAME, Access, record_many
+from patient_search.audit.repository import RECORD_BATCH, Access, batch_params
 from patient_search.db.statements import QueryObserver
 from patient_search.db.tenant import clinic_write_once
 from patient_search.errors import ProblemError
@@ -124,6 +124,10 @@ class AccessTrail:
     async def _write_clinic(self, clinic_id: str, entries: Sequence[Access]) -> None:
         started = time.perf_counter()
         await clinic_write_once(
-            self._pool, clinic_id, record_many(entries), wait_for_flush=self._durable
+            self._pool,
+            clinic_id,
+            RECORD_BATCH,
+            batch_params(entries),
+            wait_for_flush=self._durable,
         )
-        self._observer.observe(RECORD_MANY_NAME, time.perf_counter() - started, len(entries))
+        self._observer.observe(RECORD_BATCH.name, time.perf_counter() - started, len(entries))

@@ -11,6 +11,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from patient_search.db.pool import AppConnection
+from patient_search.db.statements import Params, Statement
 
 Access = Literal["read", "write"]
 
@@ -18,6 +19,7 @@ _BEGIN = {
     "read": sql.SQL("BEGIN READ ONLY; SELECT set_config('app.clinic_id', {}, true)"),
     "write": sql.SQL("BEGIN; SELECT set_config('app.clinic_id', {}, true)"),
 }
+_CLINIC_SETTING = "SELECT set_config('app.clinic_id', %s, true)"
 
 
 @asynccontextmanager
@@ -46,28 +48,29 @@ async def clinic_transaction(
 async def clinic_write_once(
     pool: AsyncConnectionPool[AppConnection],
     clinic_id: str,
-    statement: sql.Composed,
+    statement: Statement,
+    params: Params,
     *,
     wait_for_flush: bool = True,
 ) -> None:
-    """One write transaction in the clinic, sent as one message: one round trip in all.
+    """One write transaction in the clinic, pipelined: one round trip in all.
 
     For small appends that must not cost four round trips (BEGIN, clinic, statement, COMMIT).
-    The simple-query protocol takes no parameters: `statement` carries its values as
-    `sql.Literal`s. Without `wait_for_flush` the COMMIT returns before its WAL is on disk.
+    Every value is a bound parameter, never a literal in the SQL text, so a slow or failing
+    statement's log line shows no identifiers. Without `wait_for_flush` the COMMIT returns
+    before its WAL is on disk.
     """
-    message = sql.SQL(
-        "BEGIN; {relax}SELECT set_config('app.clinic_id', {clinic}, true); {statement}; COMMIT"
-    ).format(
-        relax=sql.SQL("" if wait_for_flush else "SET LOCAL synchronous_commit = off; "),
-        clinic=sql.Literal(clinic_id),
-        statement=statement,
-    )
     async with pool.connection() as conn:
         try:
-            await conn.execute(message)
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
+                if not wait_for_flush:
+                    await conn.execute("SET LOCAL synchronous_commit = off")
+                await conn.execute(_CLINIC_SETTING, (clinic_id,))
+                await conn.execute(statement.sql, params)
+                await conn.execute("COMMIT")
         except BaseException:
-            # A failed statement skips the rest of the message and leaves the transaction open.
+            # A failed statement aborts the rest of the pipeline and leaves the transaction open.
             await _rollback_quietly(conn)
             raise
 
