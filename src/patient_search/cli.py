@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime
 import itertools
+import os
 import signal
 import sys
 import time
@@ -377,6 +378,15 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     from patient_search.observability.multiprocess import server_metrics
 
     settings.require_runnable()
+    if workers > 1 and settings.cache_enabled and not settings.redis_url:
+        # Each worker would keep its own in-process cache and serve what another worker has
+        # just changed or archived. The workers read their settings from the environment.
+        print(
+            f"serve: {workers} workers and no PATIENT_SEARCH_REDIS_URL: the cache is off"
+            " (set a Redis URL for a cache the workers share)",
+            file=sys.stderr,
+        )
+        os.environ["PATIENT_SEARCH_CACHE_ENABLED"] = "false"
     # uvicorn re-raises a SIGTERM once it has drained and shut down; by then the shutdown was
     # clean, so exit 0 (also before uvicorn takes the signal over: nothing is in flight yet).
     signal.signal(signal.SIGTERM, _exit_cleanly)
