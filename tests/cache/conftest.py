@@ -10,6 +10,8 @@ import pytest
 from fastapi import FastAPI
 
 from patient_search.app import create_app
+from patient_search.cache.backends import RedisBackend
+from patient_search.cache.keys import PREFIX
 from patient_search.settings import Settings
 from tests.conftest import asgi_client, make_settings
 from tests.instruments import CountingObserver
@@ -22,6 +24,14 @@ def redis_url() -> str:
     if not url:
         pytest.fail("no Redis configured: run through `make test`")
     return url
+
+
+@pytest.fixture
+async def redis_backend(redis_url: str) -> AsyncIterator[RedisBackend]:
+    """The cache's Redis backend on the test Redis, with a patient timeout."""
+    backend = RedisBackend(redis_url, timeout_s=2.0, key_prefix=PREFIX)
+    yield backend
+    await backend.close()
 
 
 @pytest.fixture(scope="module")

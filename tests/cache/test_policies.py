@@ -6,10 +6,9 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-import pytest
 import redis.asyncio as redis
 
 from patient_search.cache.backends import MemoryBackend, RedisBackend
@@ -98,13 +97,6 @@ def loader(
         return value()
 
     return load
-
-
-@pytest.fixture
-async def redis_backend(redis_url: str) -> AsyncIterator[RedisBackend]:
-    backend = RedisBackend(redis_url, timeout_s=2.0, key_prefix=PREFIX)
-    yield backend
-    await backend.close()
 
 
 def make_cache(

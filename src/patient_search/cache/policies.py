@@ -11,7 +11,9 @@ Concurrent misses on one key share one load in a process (single flight) and, ac
 processes, wait briefly for the one holding a short Redis lock.
 
 What is stored is the response body itself, after a one-line header (decision 0015): a hit
-is sent as it was read, without a model built from it and serialised again.
+is sent as it was read, without a model built from it and serialised again. In front of the
+header sits a MAC binding the value to its key (`CacheKeys.sign`): Redis is not trusted to
+hand back only what this service wrote, and a value that does not verify is a miss.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import orjson
 from pydantic import BaseModel
 
 from patient_search.audit.journal import JournalSlip
-from patient_search.cache.backends import split_version, versioned
+from patient_search.cache.backends import versioned
 from patient_search.cache.keys import CacheKeys
 from patient_search.cache.resilience import CacheUnavailable, GuardedBackend
 from patient_search.patients.schemas import Patient, PatientSummary
@@ -210,7 +212,7 @@ class PatientCache:
             self._record("search", "error")
             return Rendered(SEARCH.render(await load()))
         current = generation.decode()
-        entry = self._decode(SEARCH, clinic_id, stored)
+        entry = self._decode(SEARCH, clinic_id, key, stored)
         if entry is not None and entry.generation == current:
             self._record("search", "hit")
             if self._due_for_refresh(entry.stored_at):
@@ -296,7 +298,7 @@ class PatientCache:
             self._record(cache, "error")
             value = await load()
             return Rendered(form.render(value), version_of(value))
-        entry = self._decode(form, clinic_id, stored)
+        entry = self._decode(form, clinic_id, key, stored)
         if entry is not None:
             self._record(cache, "hit")
             return entry.record
@@ -323,7 +325,7 @@ class PatientCache:
         journal: JournalSlip | None,
     ) -> Rendered | None:
         try:
-            entry = self._decode(form, clinic_id, await self._read(key, journal))
+            entry = self._decode(form, clinic_id, key, await self._read(key, journal))
         except CacheUnavailable:
             return None
         if entry is None:
@@ -425,16 +427,23 @@ class PatientCache:
             [stored] = await self.backend.call(lambda b: b.get_many([key]))
         except CacheUnavailable:
             return None
-        return self._decode(form, clinic_id, stored)
+        return self._decode(form, clinic_id, key, stored)
 
-    def _decode(self, form: Form[M], clinic_id: str, stored: bytes | None) -> Stored | None:
-        """The entry if it is whole, current in shape and the caller's clinic's; else a miss."""
+    def _decode(
+        self, form: Form[M], clinic_id: str, key: str, stored: bytes | None
+    ) -> Stored | None:
+        """The entry if this service stored it under `key` (its MAC holds), whole, current
+        in shape and the caller's clinic's; else a miss."""
         if stored is None:
             return None
-        parsed = split_version(stored)
-        if parsed is None or not parsed[1]:
-            return None  # a tombstone, or not ours
-        version, payload = parsed
+        verified = self._keys.verified(key, stored)
+        if verified is None:
+            if not _is_tombstone(stored):
+                # Written or altered by someone without the secret, copied from another key,
+                # or stored by a release before values were signed: loaded again.
+                log.warning("cache_value_rejected", extra={"entry": form.model.__name__})
+            return None
+        version, payload = verified
         head, _, body = payload.partition(HEADER_END)
         try:
             header = orjson.loads(head)
@@ -451,8 +460,12 @@ class PatientCache:
             return None
         return Stored(float(stored_at), str(generation), Rendered(body, version))
 
-    def _encode(self, form: Form[M], clinic_id: str, body: bytes, generation: str) -> bytes:
-        return form.header(clinic_id, self._clock(), generation) + HEADER_END + body
+    def _encode(
+        self, form: Form[M], clinic_id: str, key: str, version: int, body: bytes, generation: str
+    ) -> bytes:
+        """The payload stored at `version` under `key`: MAC, header, newline, body."""
+        payload = form.header(clinic_id, self._clock(), generation) + HEADER_END + body
+        return self._keys.sign(key, version, payload)
 
     async def _store(
         self,
@@ -464,7 +477,7 @@ class PatientCache:
         ttl_s: float,
     ) -> Rendered:
         record = Rendered(form.render(value), version)
-        payload = self._encode(form, clinic_id, record.body, NO_GENERATION)
+        payload = self._encode(form, clinic_id, key, version, record.body, NO_GENERATION)
         try:
             await self.backend.call(lambda b: b.set_if_not_older(key, version, payload, ttl_s))
         except CacheUnavailable:
@@ -480,7 +493,7 @@ class PatientCache:
         version: int,
         ttl_s: float,
     ) -> None:
-        payload = self._encode(form, clinic_id, form.render(value), NO_GENERATION)
+        payload = self._encode(form, clinic_id, key, version, form.render(value), NO_GENERATION)
         await self.backend.must_write(
             key, lambda b: b.set_if_not_older(key, version, payload, ttl_s)
         )
@@ -489,7 +502,8 @@ class PatientCache:
         self, clinic_id: str, key: str, generation: str, page: SearchPage
     ) -> Rendered:
         record = Rendered(SEARCH.render(page))
-        payload = versioned(UNVERSIONED, self._encode(SEARCH, clinic_id, record.body, generation))
+        signed = self._encode(SEARCH, clinic_id, key, UNVERSIONED, record.body, generation)
+        payload = versioned(UNVERSIONED, signed)
         try:
             await self.backend.call(lambda b: b.set(key, payload, self._policy.search_ttl_s))
         except CacheUnavailable:
@@ -499,6 +513,11 @@ class PatientCache:
 
 # The generation key outlives any page filed under it by far; it is tiny and per clinic.
 _FOREVER_S = 30 * 24 * 3600.0
+
+
+def _is_tombstone(stored: bytes) -> bool:
+    """A bare version ("<version>|"): an archive's marker, never served, so never signed."""
+    return stored.endswith(b"|") and stored[:-1].isdigit()
 
 
 def _new_generation() -> bytes:
