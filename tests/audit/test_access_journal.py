@@ -14,13 +14,13 @@ import pytest
 import redis
 
 from patient_search.app import create_app
-from patient_search.audit.journal import GROUP, STREAM, AuditJournal, decode, encode
+from patient_search.audit.journal import GROUP, STREAM, AuditJournal, EntryCodec, decode
 from patient_search.audit.repository import Access
 from patient_search.db.pool import build_pool
 from patient_search.db.statements import NullObserver
 from tests.audit.trail_rows import Entries, entries, with_request_id
 from tests.conftest import asgi_client, make_settings
-from tests.factories import bearer, new_clinic_id, patient_body
+from tests.factories import TEST_SECRET, bearer, new_clinic_id, patient_body
 from tests.private_servers import PrivateRedis
 
 DRAIN_WAIT_S = 10.0
@@ -144,7 +144,8 @@ async def test_entries_a_dead_worker_took_are_written_by_another(
     clinic, patient_id = new_clinic_id(), uuid.uuid4()
     client = redis.Redis.from_url(private_redis.url)
     client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    client.xadd(STREAM, {"e": encode(Access(clinic, patient_id, "carol", "view", "r-orphan"))})
+    entry = EntryCodec(TEST_SECRET).encode(Access(clinic, patient_id, "carol", "view", "r-orphan"))
+    client.xadd(STREAM, {"e": entry})
     # A worker takes the entry and dies before writing it.
     assert client.xreadgroup(GROUP, "dead-worker", {STREAM: ">"}, count=10)
     settings = make_settings(database_url)
@@ -152,7 +153,12 @@ async def test_entries_a_dead_worker_took_are_written_by_another(
     await pool.open(wait=True)
     client.xreadgroup(GROUP, "long-gone", {STREAM: ">"}, count=10)  # a member that took nothing
     journal = AuditJournal(
-        private_redis.url, pool, NullObserver(), claim_idle_s=0.05, departed_idle_s=0.05
+        private_redis.url,
+        pool,
+        NullObserver(),
+        secret=TEST_SECRET,
+        claim_idle_s=0.05,
+        departed_idle_s=0.05,
     )
     try:
         await asyncio.sleep(0.1)  # the entry has been idle longer than claim_idle_s
@@ -193,9 +199,18 @@ async def test_journaling_resumes_after_redis_restarts_empty(
 
 
 def test_an_entry_reads_back_as_it_was_written() -> None:
+    codec = EntryCodec(TEST_SECRET)
     for request_id in (None, "r-1"):
         access = Access(new_clinic_id(), uuid.uuid4(), "dave\t'\"", "summary", request_id)
-        assert decode(encode(access)) == access
+        fields = codec.verified(codec.encode(access))
+        assert fields is not None and decode(fields) == access
+
+
+def test_an_entry_verifies_only_under_the_secret_it_was_written_with() -> None:
+    entry = EntryCodec(TEST_SECRET).encode(Access("c", uuid.uuid4(), "a", "view", None))
+    assert EntryCodec("another-secret-" + "y" * 40).verified(entry) is None
+    assert EntryCodec(TEST_SECRET).verified(entry[:-1]) is None
+    assert EntryCodec(TEST_SECRET).verified(b"") is None
 
 
 @pytest.mark.parametrize(

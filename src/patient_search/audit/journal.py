@@ -20,18 +20,27 @@ keys would sit in different slots, turns it off), and it stops at once when a dr
 (PostgreSQL away) or the backlog passes `max_backlog`: views then wait for their own
 commit, and are refused while it cannot be made, as before. It holds identifiers (clinic,
 patient id, user id, request id), never record content, and nothing in it is served.
+
+Whoever can reach Redis can add to the stream, so every entry carries an HMAC of its
+fields under a key derived from the service secret, and the drain writes only entries whose
+MAC holds and whose time is near the drain's (`MAX_ENTRY_AGE_S` back, `MAX_ENTRY_LEAD_S`
+ahead). The others are dropped from the stream, never written, and counted (`rejected`,
+and one `audit_journal_rejected_entries` log line per drained batch, without their content).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import hmac
 import itertools
 import logging
 import os
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
@@ -67,6 +76,15 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 # journaled; it takes the database path, where the request sees the refusal.
 MAX_ACTOR = 256
 MAX_REQUEST_ID = 128
+# An entry's MAC, in front of its JSON: HMAC-SHA256 truncated to 16 bytes, in hex.
+MAC_CHARS = 32
+# How far an entry's time may be from the drain's. A genuine entry is drained within a
+# second, or when PostgreSQL comes back from an outage (the journal stops taking entries at
+# the first failed drain, so the wait is the outage): a day covers any outage the stream
+# is worth keeping for. Ahead: clock skew between the hosts of the workers.
+MAX_ENTRY_AGE_S = 24 * 3600.0
+MAX_ENTRY_LEAD_S = 60.0
+Rejection = Literal["signature", "time", "unreadable"]
 
 
 @dataclass(slots=True)
@@ -78,24 +96,46 @@ class JournalSlip:
     appended: bool = field(default=False)
 
 
-def encode(access: Access) -> bytes:
-    """An entry as the one field of its stream message (JSON: any actor string is safe)."""
-    return orjson.dumps(
-        [
-            access.clinic_id,
-            str(access.patient_id),
-            access.actor,
-            access.action,
-            access.request_id,
-            (access.at - _EPOCH) // _MICROSECOND,  # exact, unlike a float timestamp
-        ]
-    )
+def journal_key(secret: str) -> bytes:
+    """The entries' MAC key, derived from the service secret (never the secret itself)."""
+    return hmac.new(secret.encode(), b"patient-search audit journal v1", hashlib.sha256).digest()
 
 
-def decode(entry: bytes) -> Access | None:
-    """The entry of a stream message's field, or None when it is not one."""
+class EntryCodec:
+    """Entries as the one field of their stream message: MAC, then JSON (any actor string
+    is safe in it)."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = journal_key(secret)
+
+    def encode(self, access: Access) -> bytes:
+        fields = orjson.dumps(
+            [
+                access.clinic_id,
+                str(access.patient_id),
+                access.actor,
+                access.action,
+                access.request_id,
+                (access.at - _EPOCH) // _MICROSECOND,  # exact, unlike a float timestamp
+            ]
+        )
+        return self._mac(fields) + fields
+
+    def verified(self, entry: bytes) -> bytes | None:
+        """The fields of an entry this service wrote (its MAC holds), else None."""
+        fields = entry[MAC_CHARS:]
+        if len(entry) <= MAC_CHARS or not hmac.compare_digest(self._mac(fields), entry[:MAC_CHARS]):
+            return None
+        return fields
+
+    def _mac(self, fields: bytes) -> bytes:
+        return hmac.digest(self._key, fields, "sha256")[: MAC_CHARS // 2].hex().encode()
+
+
+def decode(fields: bytes) -> Access | None:
+    """The access in an entry's verified fields, or None when they are not one."""
     try:
-        clinic_id, patient_id, actor, action, request_id, at = orjson.loads(entry)
+        clinic_id, patient_id, actor, action, request_id, at = orjson.loads(fields)
         if action not in _ACTIONS or not isinstance(clinic_id, str) or not isinstance(actor, str):
             return None
         if request_id is not None and not isinstance(request_id, str):
@@ -137,6 +177,7 @@ class AuditJournal:
         pool: AsyncConnectionPool[Any],
         observer: QueryObserver,
         *,
+        secret: str,
         batch: int = 500,
         max_backlog: int = 10_000,
         check_every_s: float = 10.0,
@@ -144,6 +185,8 @@ class AuditJournal:
         departed_idle_s: float = DEPARTED_IDLE_S,
         block_ms: int = 100,
         gather_s: float = 0.05,
+        max_entry_age_s: float = MAX_ENTRY_AGE_S,
+        max_entry_lead_s: float = MAX_ENTRY_LEAD_S,
     ) -> None:
         # Its own connections: a blocking read must not hold one of the cache's, whose
         # timeouts are tens of milliseconds.
@@ -157,6 +200,11 @@ class AuditJournal:
         self._departed_idle_ms = int(departed_idle_s * 1000)
         self._block_ms = block_ms
         self._gather_s = gather_s
+        self._codec = EntryCodec(secret)
+        self._max_age = dt.timedelta(seconds=max_entry_age_s)
+        self._max_lead = dt.timedelta(seconds=max_entry_lead_s)
+        # Entries dropped by the drain, by reason, since this worker started.
+        self.rejected: Counter[Rejection] = Counter()
         self._consumer = f"{socket.gethostname()}-{os.getpid()}"
         self._state: JournalState = "starting"
         self._group_ready = False
@@ -180,7 +228,7 @@ class AuditJournal:
         """The entry to offer the cache read, or None when it must go the database's way."""
         if not self.active or not fits_table(access):
             return None
-        return JournalSlip(encode(access))
+        return JournalSlip(self._codec.encode(access))
 
     def start(self) -> None:
         if self._task is None:
@@ -294,17 +342,22 @@ class AuditJournal:
     async def _write(self, taken: Sequence[tuple[bytes, dict[bytes, bytes] | None]]) -> None:
         readable: list[tuple[bytes, Access]] = []
         nothing_to_write: list[bytes] = []
-        for entry_id, fields in taken:
+        rejected: Counter[Rejection] = Counter()
+        now = dt.datetime.now(dt.UTC)
+        for entry_id, message in taken:
             # A pending entry deleted meanwhile comes back without fields.
-            access = decode(fields[FIELD]) if fields and FIELD in fields else None
-            if access is None:
-                nothing_to_write.append(entry_id)
-                if fields:  # not something this service wrote: kept out of the table
-                    log.error("audit_journal_unreadable_entry")
+            verdict = self._admitted(message, now) if message else None
+            if isinstance(verdict, Access):
+                readable.append((entry_id, verdict))
             else:
-                readable.append((entry_id, access))
+                nothing_to_write.append(entry_id)
+                if verdict is not None:
+                    rejected[verdict] += 1
         if nothing_to_write:
             await self._done(nothing_to_write)
+        for reason, count in rejected.items():  # counted once they are out of the stream
+            log.error("audit_journal_rejected_entries", extra={"reason": reason, "count": count})
+        self.rejected.update(rejected)
         readable.sort(key=lambda item: item[1].clinic_id)
         for clinic_id, group in itertools.groupby(readable, lambda item: item[1].clinic_id):
             items = list(group)
@@ -315,6 +368,18 @@ class AuditJournal:
                 )
             # A crash between the commit and here writes these entries twice, never zero times.
             await self._done([entry_id for entry_id, _ in items])
+
+    def _admitted(self, message: dict[bytes, bytes], now: dt.datetime) -> Access | Rejection:
+        """The access a message records, or why it is kept out of the table."""
+        fields = self._codec.verified(message.get(FIELD, b""))
+        if fields is None:
+            return "signature"  # not written by this service (or by a release before MACs)
+        access = decode(fields)
+        if access is None:
+            return "unreadable"  # signed, yet not an entry: a bug, not a forgery
+        if not now - self._max_age <= access.at <= now + self._max_lead:
+            return "time"
+        return access
 
     async def _done(self, ids: Sequence[bytes]) -> None:
         async with self._client.pipeline(transaction=False) as done:
@@ -339,4 +404,4 @@ def build_audit_journal(
         or not settings.redis_url
     ):
         return None
-    return AuditJournal(settings.redis_url, pool, observer)
+    return AuditJournal(settings.redis_url, pool, observer, secret=settings.effective_jwt_secret)
