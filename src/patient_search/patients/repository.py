@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from psycopg import sql
+from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 
 from patient_search.db.statements import Row, Statement, StatementRunner
@@ -60,6 +61,8 @@ ARCHIVE_PATIENT = Statement(
     RETURNING version
     """,
 )
+# UNIQUE (clinic_id, mrn), migration 0001: the last word on whether an MRN is free.
+MRN_CONSTRAINT = "patients_mrn_unique_per_clinic"
 MRN_TAKEN = Statement(
     "patient.mrn_taken",
     "SELECT 1 AS taken FROM patients WHERE mrn = %(mrn)s AND id <> %(id)s",
@@ -118,6 +121,11 @@ UPDATABLE_COLUMNS = (
 )
 
 
+class MrnTaken(Exception):
+    """Another patient of the clinic holds the MRN; the transaction is aborted and must be
+    rolled back."""
+
+
 class PatientRepository:
     """Reads and writes patient rows within the current clinic transaction."""
 
@@ -133,7 +141,8 @@ class PatientRepository:
         await self._db.execute(ENSURE_CLINIC, {"clinic_id": clinic_id})
 
     async def insert(self, clinic_id: str, patient_id: uuid.UUID, fields: dict[str, Any]) -> bool:
-        """Insert the patient row; False when the MRN is already taken in the clinic."""
+        """Insert the patient row; False when the MRN is already taken in the clinic, also
+        by a racing writer (ON CONFLICT waits for its commit: no unique violation escapes)."""
         row = await self._db.fetch_one(
             INSERT_PATIENT,
             {**_with_json(fields), "clinic_id": clinic_id, "id": patient_id},
@@ -152,7 +161,10 @@ class PatientRepository:
     async def update(
         self, patient_id: uuid.UUID, columns: dict[str, Any], expected_version: int | None
     ) -> int | None:
-        """Set columns and bump the version; the new version, or None if nothing matched."""
+        """Set columns and bump the version; the new version, or None if nothing matched.
+
+        Raises `MrnTaken` when the new MRN is another patient's: a writer that committed it
+        after the service's check (or waits to) is only seen by the unique constraint."""
         assignments = [
             sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name))
             for name in columns
@@ -168,7 +180,13 @@ class PatientRepository:
             else sql.SQL(""),
         )
         params = {**_with_json(columns), "id": patient_id, "expected": expected_version}
-        row = await self._db.fetch_one(Statement("patient.update", query), params)
+        try:
+            row = await self._db.fetch_one(Statement("patient.update", query), params)
+        except UniqueViolation as exc:
+            if exc.diag.constraint_name != MRN_CONSTRAINT:
+                raise
+            # Not chained: the database's message quotes the MRN.
+            raise MrnTaken() from None
         return None if row is None else int(row["version"])
 
     async def archive(self, patient_id: uuid.UUID) -> int | None:

@@ -14,7 +14,7 @@ from patient_search.contacts import normalize_email, normalize_phone
 from patient_search.db.dependencies import ClinicReader
 from patient_search.errors import InvalidRequest, MrnConflict, PatientNotFound, VersionMismatch
 from patient_search.ids import uuid7
-from patient_search.patients.repository import PatientRepository
+from patient_search.patients.repository import MrnTaken, PatientRepository
 from patient_search.patients.schemas import (
     REQUIRED_ON_PATCH,
     Address,
@@ -104,7 +104,11 @@ class PatientService:
             columns["address"] = _address_column(patch.address)
         if "mrn" in columns and await self._repo.mrn_taken(columns["mrn"], patient_id):
             raise MrnConflict()
-        version = await self._repo.update(patient_id, columns, expected_version)
+        try:
+            version = await self._repo.update(patient_id, columns, expected_version)
+        except MrnTaken:
+            # Taken by a writer racing this one; the request's scope rolls everything back.
+            raise MrnConflict() from None
         if version is None:
             current = await self._repo.current_version(patient_id)
             if current is None:
