@@ -375,6 +375,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Run the API under uvicorn (uvloop and httptools when installed)."""
     import uvicorn
 
+    from patient_search.observability.logs import log_config
     from patient_search.observability.multiprocess import server_metrics
 
     settings.require_runnable()
@@ -400,6 +401,9 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             loop="auto",
             http="auto",
             access_log=False,
+            # Applied in every worker: uvicorn's own loggers (its traceback of a failed
+            # request) write the service's JSON lines, which never quote an exception.
+            log_config=log_config(),
             proxy_headers=False,
             server_header=False,
             # SIGTERM: stop accepting, let in-flight requests finish (this long at most), then

@@ -9,8 +9,19 @@ from typing import Any
 
 import orjson
 
-# LogRecord attributes that are plumbing, not event fields.
-_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# LogRecord attributes that are plumbing, not event fields (uvicorn adds a coloured copy of
+# some messages).
+_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+# uvicorn's loggers write through the same handler: its "Exception in ASGI application" would
+# otherwise print the traceback, whose last line quotes the exception's message.
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error")
+# uvicorn's access lines quote the path and query string (a searched name): never written.
+# The service's own request log (`patient_search.http`) names the route template instead.
+ACCESS_LOGGER = "uvicorn.access"
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,8 +44,36 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(event, default=str).decode()
 
 
+def log_config(level: str = "INFO") -> dict[str, Any]:
+    """`logging.config.dictConfig` for uvicorn (`serve`'s `log_config`, applied in every
+    worker before the app starts): every logger, uvicorn's and the root, writes JSON lines."""
+    through_json = {"handlers": ["json"], "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "json": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "patient_search": {**through_json, "level": level},
+            **{name: {**through_json, "level": level} for name in SERVER_LOGGERS},
+            # Above INFO, uvicorn writes no access line even when asked to.
+            ACCESS_LOGGER: {**through_json, "level": "WARNING"},
+        },
+        "root": {"handlers": ["json"], "level": "WARNING"},
+    }
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """Send the service's logs to stderr as JSON lines."""
+    """Send the service's logs to stderr as JSON lines, and uvicorn's and libraries' too.
+
+    Runs in the app's lifespan, so it holds under a server not started with `log_config`.
+    Handlers others attached to the root (a test's log capture) are kept."""
     # The JSON lines show none of these, so no record collects them: the logging HOWTO's
     # "Optimization" switches. Without them every request's log line walked the stack for
     # its caller (27 against 16-20 µs a line, measured on the request log's fields).
@@ -44,7 +83,14 @@ def configure_logging(level: str = "INFO") -> None:
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("patient_search")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    service = logging.getLogger("patient_search")
+    service.setLevel(level)
+    # Levels of uvicorn's loggers stay as its options set them; the access log goes quiet.
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
+    for logger in (service, *map(logging.getLogger, (*SERVER_LOGGERS, ACCESS_LOGGER))):
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+    root = logging.getLogger()
+    # Anything else goes through it too, not through logging's last resort (a traceback).
+    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        root.addHandler(handler)
