@@ -32,6 +32,7 @@ from patient_search.search.evidence import (
     near_dates,
     weigh,
 )
+from patient_search.search.indexing import MAX_TYPO_KEYED_LENGTH
 from patient_search.search.names import deletion_keys, phonetic_codes, typo_budget
 from patient_search.search.parse import parse_query
 from patient_search.search.ranking import (
@@ -71,7 +72,13 @@ SIMILAR_TERMS_PER_TOKEN = 10
 # (mean 2.6 ms, 7–11 ms for queries with particles such as "de la").
 MIN_SIMILAR_LENGTH = 4
 TOTAL_CAP = 1000
+# What one query may cost, whatever is typed (measured: `bench/search_cost.py`). Prefix
+# terms are shared by the tokens; typo keys stop where no typo-keyed term can be met, and
+# at a budget per query; garbled tokens longer than a name get no trigram tier.
 PREFIX_TERMS_PER_TOKEN = 64
+PREFIX_TERMS_PER_QUERY = 128
+MAX_QUERY_KEYS = 1000
+MAX_SIMILAR_LENGTH = 32
 MIN_PHONETIC_LENGTH = 3
 MIN_PHONETIC_SPELLING = 60  # rapidfuzz ratio: Kathryn ~ Catherine 63, Garcia ~ Cruz 40
 IDENTIFIER_RUNGS = {"mrn": Rung.MRN, "phone": Rung.PHONE, "email": Rung.EMAIL}
@@ -218,7 +225,11 @@ class SearchService:
             postal_codes=[postal_code_key(criteria.postal_code)] if criteria.postal_code else [],
             keys=sorted(probes),
             prefixes=sorted({c.token for c in everything}),
-            per_prefix=PREFIX_TERMS_PER_TOKEN,
+            per_prefix=max(
+                1, min(PREFIX_TERMS_PER_TOKEN, PREFIX_TERMS_PER_QUERY // len(everything))
+            )
+            if everything
+            else PREFIX_TERMS_PER_TOKEN,
             frequency_terms=uncounted,
             frequency_cap=FREQUENCY_CAP,
         )
@@ -353,7 +364,11 @@ class SearchService:
             if len(rows) < need and exact and expanded != first:
                 await gather(expanded)
         garbled = sorted(
-            {c.token for c in tokens if len(c.token) >= MIN_SIMILAR_LENGTH and not c.known}
+            {
+                c.token
+                for c in tokens
+                if MIN_SIMILAR_LENGTH <= len(c.token) <= MAX_SIMILAR_LENGTH and not c.known
+            }
         )
         if len(rows) < need and exact and garbled:
             for token, term in await self._repo.similar_terms(garbled, SIMILAR_TERMS_PER_TOKEN):
@@ -514,18 +529,39 @@ def _join_candidates(tokens: list[TokenCandidates]) -> list[tuple[int, TokenCand
     return joins[:MAX_JOINED_READINGS]
 
 
+def _bounded_typo_budget(token: str) -> int:
+    """The typo budget of a token that can still meet a typo-keyed term: terms longer than
+    MAX_TYPO_KEYED_LENGTH carry no typo keys, so a token longer than that by more than its
+    budget would only spend keys (two deletions of a 200-letter token are 20,000)."""
+    budget = typo_budget(token)
+    return budget if len(token) <= MAX_TYPO_KEYED_LENGTH + budget else 0
+
+
 def _vocabulary_probes(tokens: list[TokenCandidates]) -> dict[str, list[TokenCandidates]]:
-    """The phonetic codes and typo keys of the tokens, each with the tokens it came from."""
+    """The phonetic codes and typo keys of the tokens, each with the tokens it came from.
+
+    At most MAX_QUERY_KEYS in all: a token whose keys would pass the budget gets one
+    deletion, then none."""
     probes: dict[str, list[TokenCandidates]] = {}
+    spent = 0
     for candidates in tokens:
         token = candidates.token
         keys = phonetic_codes(token)
-        budget = typo_budget(token)
+        budget = _bounded_typo_budget(token)
+        while budget and spent + len(keys) + _deletion_count(token, budget) > MAX_QUERY_KEYS:
+            budget -= 1
         if budget:
             keys |= deletion_keys(token, budget)
+        spent += len(keys)
         for key in keys:
             probes.setdefault(key, []).append(candidates)
     return probes
+
+
+def _deletion_count(token: str, budget: int) -> int:
+    """How many deletion keys `token` has at most (before duplicates collapse)."""
+    n = len(token)
+    return 1 + n + (n * (n - 1) // 2 if budget >= 2 else 0)
 
 
 def _expand(
