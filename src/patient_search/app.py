@@ -23,6 +23,7 @@ from patient_search.patients.router import router as patients_router
 from patient_search.patients.shortcut import CachedReadShortcut
 from patient_search.problems import install_problem_handlers
 from patient_search.rate_limit import build_search_limiter
+from patient_search.search.gate import ClinicGate
 from patient_search.search.router import router as search_router
 from patient_search.settings import Settings, get_settings
 from patient_search.state import AppState, State
@@ -60,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             access_trail=access_trail,
             audit_journal=audit_journal,
             search_limiter=search_limiter,
+            search_gate=ClinicGate(
+                settings.search_concurrency_per_clinic, settings.search_queue_wait_ms / 1000
+            ),
             tokens=TokenVerifier(
                 settings.effective_jwt_secret,
                 issuer=settings.jwt_issuer,

@@ -84,6 +84,17 @@ class InvalidRequest(ProblemError):
     title = "Invalid request"
 
 
+class SearchesBusy(ProblemError):
+    status = 503
+    title = "Service busy"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            f"too many searches of this clinic at once; retry in {retry_after_s} s",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+
 class RateLimited(ProblemError):
     status = 429
     title = "Too many requests"

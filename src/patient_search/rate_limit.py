@@ -154,7 +154,8 @@ def build_search_limiter(settings: Settings) -> RateLimiter:
     """The search limiter the settings ask for; Redis-backed when Redis is configured."""
     return RateLimiter(
         settings.search_rate_per_minute,
-        settings.search_rate_burst,
+        # One user's burst never exceeds what the pool can serve at once.
+        min(settings.search_rate_burst, settings.db_pool_max),
         redis_url=settings.redis_url,
         redis_timeout_s=settings.redis_timeout_ms / 1000,
         cooldown_s=settings.cache_breaker_cooldown_s,

@@ -58,7 +58,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     # Per user (token sub + clinic) on search; 0 turns the limit off.
     search_rate_per_minute: int = Field(600, ge=0, le=1_000_000)
-    search_rate_burst: int = Field(100, ge=1, le=100_000)
+    # At most db_pool_max is used: a burst larger than the pool would only queue on it.
+    search_rate_burst: int = Field(20, ge=1, le=100_000)
+    # Database searches of one clinic at once, per worker (0: unbounded); the next wait this
+    # long for a slot, then get 503 + Retry-After.
+    search_concurrency_per_clinic: int = Field(8, ge=0, le=1000)
+    search_queue_wait_ms: int = Field(500, ge=0, le=30_000)
     # Wait for the WAL flush of every view's audit entry (writes' entries always do); also
     # turns the audit journal off, since its entries reach the table after the response.
     audit_durable_views: bool = False

@@ -15,6 +15,7 @@ from patient_search.cache.policies import PatientCache
 from patient_search.db.pool import AppConnection
 from patient_search.db.statements import QueryObserver
 from patient_search.rate_limit import RateLimiter
+from patient_search.search.gate import ClinicGate
 from patient_search.settings import Settings
 
 
@@ -30,6 +31,7 @@ class AppState:
     # None when views are never journaled (no Redis, cache off, or durable views).
     audit_journal: AuditJournal | None
     search_limiter: RateLimiter
+    search_gate: ClinicGate
     tokens: TokenVerifier
 
 

@@ -707,7 +707,8 @@ class CachedSearch:
         searched."""
 
         async def load() -> SearchPage:
-            async with self._reader.transaction() as db:
+            gate = self._reader.state.search_gate
+            async with gate.slot(self._reader.clinic_id), self._reader.transaction() as db:
                 service = SearchService(
                     SearchRepository(db), self._cursors, self._reader.clinic_id, self._region
                 )
