@@ -49,6 +49,8 @@ class ServerConfig:
     pool_max: int | None = None
     acquire_timeout_s: float | None = None
     workers: int = WORKERS
+    # Further PATIENT_SEARCH_ variables, applied last (e.g. the rate limit a study needs).
+    extra: tuple[tuple[str, str], ...] = ()
 
     def environment(self, database_url: str, redis_url: str, secret: str) -> dict[str, str]:
         env = {
@@ -68,7 +70,7 @@ class ServerConfig:
             env["PATIENT_SEARCH_DB_POOL_MIN"] = str(min(self.pool_max, 5))
         if self.acquire_timeout_s is not None:
             env["PATIENT_SEARCH_DB_POOL_ACQUIRE_TIMEOUT_S"] = str(self.acquire_timeout_s)
-        return env
+        return {**env, **dict(self.extra)}
 
 
 def free_port() -> int:
@@ -86,7 +88,7 @@ class Server:
         self.config = config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        secret = secrets.token_urlsafe(48)
+        secret = self.secret = secrets.token_urlsafe(48)
         self.redis_url = Settings().redis_url
         self._env = {**os.environ, **config.environment(database_url, self.redis_url, secret)}
         # `serve` makes a fresh metrics directory per server only when none is inherited.

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     search_rate_burst: int = Field(20, ge=1, le=100_000)
     # Database searches of one clinic at once, per worker (0: unbounded); the next wait this
     # long for a slot, then get 503 + Retry-After.
-    search_concurrency_per_clinic: int = Field(8, ge=0, le=1000)
+    search_concurrency_per_clinic: int = Field(4, ge=0, le=1000)
     search_queue_wait_ms: int = Field(500, ge=0, le=30_000)
     # Wait for the WAL flush of every view's audit entry (writes' entries always do); also
     # turns the audit journal off, since its entries reach the table after the response.
