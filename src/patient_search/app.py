@@ -16,7 +16,12 @@ from patient_search.db.pool import build_pool
 from patient_search.limits import BodySizeLimit, Utf8Url
 from patient_search.matching.router import router as match_router
 from patient_search.observability.logs import configure_logging
-from patient_search.observability.metrics import observe_pool_acquire, record_cache
+from patient_search.observability.metrics import (
+    observe_pool_acquire,
+    record_cache,
+    record_cache_rejected,
+    record_journal_rejected,
+)
 from patient_search.observability.middleware import RequestObservability
 from patient_search.observability.runtime import Observability
 from patient_search.patients.router import router as patients_router
@@ -44,12 +49,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # wait=False: a worker starts even while the database is down; /readyz says so.
         await pool.open(wait=False)
         await observability.start(pool)
-        cache = build_patient_cache(settings, record=record_cache)
+        cache = build_patient_cache(
+            settings, record=record_cache, record_rejected=record_cache_rejected
+        )
         access_trail = AccessTrail(
             pool, observability.query_observer, durable=settings.audit_durable_views
         )
         access_trail.start()
-        audit_journal = build_audit_journal(settings, pool, observability.query_observer)
+        audit_journal = build_audit_journal(
+            settings, pool, observability.query_observer, record_rejected=record_journal_rejected
+        )
         if audit_journal is not None:
             audit_journal.start()
         search_limiter = build_search_limiter(settings)

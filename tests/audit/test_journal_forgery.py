@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hmac
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -21,13 +22,22 @@ import redis
 from fastapi import FastAPI
 
 from patient_search.app import create_app
-from patient_search.audit.journal import FIELD, GROUP, STREAM, AuditJournal
+from patient_search.audit.journal import (
+    FIELD,
+    GROUP,
+    MAC_CHARS,
+    STREAM,
+    AuditJournal,
+    journal_key,
+)
 from patient_search.audit.repository import Access
 from tests.conftest import asgi_client, make_settings
-from tests.factories import bearer, new_clinic_id, patient_body
+from tests.factories import TEST_SECRET, bearer, new_clinic_id, patient_body
+from tests.observability.helpers import scraped
 from tests.private_servers import PrivateRedis
 
 DRAIN_WAIT_S = 10.0
+REJECTED = "patient_search_audit_journal_rejected_total"
 
 
 @pytest.fixture
@@ -92,6 +102,14 @@ async def drained_with(
         await asyncio.sleep(0.02)
 
 
+async def rejected(app: FastAPI, reason: str) -> float:
+    """The journal's count of rejected entries for `reason`, as /metrics shows it."""
+    async with asgi_client(app) as http:
+        value = scraped((await http.get("/metrics")).text, REJECTED, reason=reason)
+    assert value is not None
+    return value
+
+
 def view(clinic: str, patient_id: uuid.UUID, request_id: str, **fields: Any) -> Access:
     return Access(clinic, patient_id, fields.pop("actor", "mallory"), "view", request_id, **fields)
 
@@ -102,6 +120,7 @@ async def test_a_forged_entry_of_any_clinic_and_date_is_rejected_and_counted(
     clinic = new_clinic_id()
     patient_id = await a_patient(journal_app, clinic)
     back_then = dt.datetime(2024, 2, 29, 3, 14, tzinfo=dt.UTC)
+    before = await rejected(journal_app, "signature")
     for request_id, at in (("r-forged-now", dt.datetime.now(dt.UTC)), ("r-forged-then", back_then)):
         attacker.xadd(
             STREAM, {FIELD: old_release_entry(view(clinic, patient_id, request_id, at=at))}
@@ -113,6 +132,7 @@ async def test_a_forged_entry_of_any_clinic_and_date_is_rejected_and_counted(
     assert not found & {"r-forged-now", "r-forged-then"}
     journal: AuditJournal = journal_app.state.services.audit_journal
     assert journal.rejected["signature"] == 2
+    assert await rejected(journal_app, "signature") == before + 2
 
 
 async def test_a_genuine_entry_altered_is_rejected(
@@ -149,9 +169,29 @@ async def test_an_entry_timed_far_from_the_drain_is_rejected(
     clinic = new_clinic_id()
     patient_id = await a_patient(journal_app, clinic)
     at = dt.datetime.now(dt.UTC) + offset
+    before = await rejected(journal_app, "time")
     attacker.xadd(STREAM, {FIELD: genuine(journal_app, view(clinic, patient_id, "r-odd", at=at))})
     attacker.xadd(STREAM, {FIELD: genuine(journal_app, view(clinic, patient_id, "r-genuine"))})
 
     found = await drained_with(superuser_conn, attacker, clinic, "r-genuine")
     assert "r-genuine" in found and "r-odd" not in found
     assert journal_app.state.services.audit_journal.rejected["time"] == 1
+    assert await rejected(journal_app, "time") == before + 1
+
+
+async def test_a_signed_entry_that_is_no_access_is_rejected_as_unreadable(
+    journal_app: FastAPI, attacker: redis.Redis, superuser_conn: psycopg.Connection[Any]
+) -> None:
+    """Signed under the secret, yet not an entry's fields: a bug, counted apart from forgeries."""
+    clinic = new_clinic_id()
+    patient_id = await a_patient(journal_app, clinic)
+    fields = orjson.dumps([clinic, str(patient_id), "mallory", "peek", "r-odd", 0])
+    mac = hmac.digest(journal_key(TEST_SECRET), fields, "sha256")[: MAC_CHARS // 2].hex()
+    before = await rejected(journal_app, "unreadable")
+    attacker.xadd(STREAM, {FIELD: mac.encode() + fields})
+    attacker.xadd(STREAM, {FIELD: genuine(journal_app, view(clinic, patient_id, "r-genuine"))})
+
+    found = await drained_with(superuser_conn, attacker, clinic, "r-genuine")
+    assert "r-genuine" in found and "r-odd" not in found
+    assert journal_app.state.services.audit_journal.rejected["unreadable"] == 1
+    assert await rejected(journal_app, "unreadable") == before + 1

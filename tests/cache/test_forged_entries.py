@@ -19,6 +19,9 @@ import redis.asyncio as redis
 from patient_search.cache.keys import PREFIX
 from patient_search.cache.policies import PROFILE, SUMMARY, Form
 from tests.factories import bearer, new_clinic_id, patient_body
+from tests.observability.helpers import scraped
+
+REJECTED = "patient_search_cache_rejected_total"
 
 
 @pytest.fixture
@@ -53,6 +56,13 @@ async def search_key(attacker: redis.Redis, clinic: str) -> bytes:
     return found[0]
 
 
+async def rejected(http: httpx.AsyncClient, cache: str) -> float:
+    """The cache's count of rejected values, as /metrics shows it."""
+    value = scraped((await http.get("/metrics")).text, REJECTED, cache=cache)
+    assert value is not None
+    return value
+
+
 def rehomed(stored: bytes, from_clinic: str, to_clinic: str) -> bytes:
     """A genuine value with the clinic in its header rewritten."""
     head, newline, body = stored.partition(b"\n")
@@ -70,11 +80,13 @@ async def test_a_forged_profile_or_summary_is_not_served(
     real = (await http.get(path, headers=headers)).json()
     fake = {**real, "last_name": "Forged", "version": 99}
     await attacker.set(f"{PREFIX}{{{clinic}}}:{kind}:{patient_id}", forged(form, clinic, 99, fake))
+    before = await rejected(http, kind)
 
     response = await http.get(path, headers=headers)
     assert response.status_code == 200
     assert response.json() == real  # the database's answer
     assert response.headers["etag"] == '"1"'
+    assert await rejected(http, kind) > before
 
 
 async def test_a_forged_search_page_is_not_served(
@@ -91,10 +103,12 @@ async def test_a_forged_search_page_is_not_served(
     head, _, _ = stored.partition(b"\n")
     fake = {**real, "items": [], "total": 424242}
     await attacker.set(key, head + b"\n" + orjson.dumps(fake))
+    before = await rejected(http, "search")
 
     again = await http.get("/v1/patients", params={"q": "quaxley"}, headers=headers)
     assert again.status_code == 200
     assert again.json() == real
+    assert await rejected(http, "search") == before + 1
 
 
 @pytest.mark.parametrize("rewrite_header", [False, True], ids=["as-is", "header-rewritten"])

@@ -13,7 +13,12 @@ from fastapi import FastAPI
 
 from patient_search.app import create_app
 from patient_search.observability import metrics
-from patient_search.observability.metrics import QueryMetrics, record_cache
+from patient_search.observability.metrics import (
+    QueryMetrics,
+    record_cache,
+    record_cache_rejected,
+    record_journal_rejected,
+)
 from patient_search.observability.samplers import RuntimeSampler
 from tests.conftest import asgi_client, make_settings
 from tests.factories import bearer, new_clinic_id
@@ -112,6 +117,22 @@ async def test_cache_series_exist_at_zero_and_count_lookups(client: httpx.AsyncC
     )
     with pytest.raises(ValueError):
         record_cache("search", "maybe")
+
+
+async def test_rejection_series_exist_at_zero_and_refuse_unknown_labels(
+    client: httpx.AsyncClient,
+) -> None:
+    text = (await client.get("/metrics")).text
+    for cache in ("profile", "summary", "search"):
+        assert scraped(text, "patient_search_cache_rejected_total", cache=cache) is not None
+    for reason in ("signature", "time", "unreadable"):
+        assert (
+            scraped(text, "patient_search_audit_journal_rejected_total", reason=reason) is not None
+        )
+    with pytest.raises(ValueError):
+        record_cache_rejected("Patient")
+    with pytest.raises(ValueError):
+        record_journal_rejected("forged", 1)
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
@@ -85,6 +85,11 @@ MAC_CHARS = 32
 MAX_ENTRY_AGE_S = 24 * 3600.0
 MAX_ENTRY_LEAD_S = 60.0
 Rejection = Literal["signature", "time", "unreadable"]
+RejectionRecorder = Callable[[Rejection, int], None]
+
+
+def no_rejection_recording(reason: Rejection, count: int) -> None:
+    """The recorder used when nothing counts rejected entries."""
 
 
 @dataclass(slots=True)
@@ -187,6 +192,7 @@ class AuditJournal:
         gather_s: float = 0.05,
         max_entry_age_s: float = MAX_ENTRY_AGE_S,
         max_entry_lead_s: float = MAX_ENTRY_LEAD_S,
+        record_rejected: RejectionRecorder = no_rejection_recording,
     ) -> None:
         # Its own connections: a blocking read must not hold one of the cache's, whose
         # timeouts are tens of milliseconds.
@@ -205,6 +211,7 @@ class AuditJournal:
         self._max_lead = dt.timedelta(seconds=max_entry_lead_s)
         # Entries dropped by the drain, by reason, since this worker started.
         self.rejected: Counter[Rejection] = Counter()
+        self._record_rejected = record_rejected
         self._consumer = f"{socket.gethostname()}-{os.getpid()}"
         self._state: JournalState = "starting"
         self._group_ready = False
@@ -357,6 +364,7 @@ class AuditJournal:
             await self._done(nothing_to_write)
         for reason, count in rejected.items():  # counted once they are out of the stream
             log.error("audit_journal_rejected_entries", extra={"reason": reason, "count": count})
+            self._record_rejected(reason, count)
         self.rejected.update(rejected)
         readable.sort(key=lambda item: item[1].clinic_id)
         for clinic_id, group in itertools.groupby(readable, lambda item: item[1].clinic_id):
@@ -394,7 +402,10 @@ def _entries_of(replies: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
 
 
 def build_audit_journal(
-    settings: Settings, pool: AsyncConnectionPool[Any], observer: QueryObserver
+    settings: Settings,
+    pool: AsyncConnectionPool[Any],
+    observer: QueryObserver,
+    record_rejected: RejectionRecorder = no_rejection_recording,
 ) -> AuditJournal | None:
     """The journal when the settings allow one; whether Redis keeps it is its own check."""
     if (
@@ -404,4 +415,10 @@ def build_audit_journal(
         or not settings.redis_url
     ):
         return None
-    return AuditJournal(settings.redis_url, pool, observer, secret=settings.effective_jwt_secret)
+    return AuditJournal(
+        settings.redis_url,
+        pool,
+        observer,
+        secret=settings.effective_jwt_secret,
+        record_rejected=record_rejected,
+    )

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from patient_search.cache.backends import CacheBackend, MemoryBackend, NullBackend, RedisBackend
 from patient_search.cache.keys import PREFIX, CacheKeys
-from patient_search.cache.policies import CachePolicy, PatientCache, Recorder, no_recording
+from patient_search.cache.policies import (
+    CachePolicy,
+    PatientCache,
+    Recorder,
+    RejectionRecorder,
+    no_recording,
+    no_rejection_recording,
+)
 from patient_search.cache.resilience import GuardedBackend
 from patient_search.settings import Settings
 
 
-def build_patient_cache(settings: Settings, record: Recorder = no_recording) -> PatientCache:
+def build_patient_cache(
+    settings: Settings,
+    record: Recorder = no_recording,
+    record_rejected: RejectionRecorder = no_rejection_recording,
+) -> PatientCache:
     """The cache policies over the configured backend, behind a circuit breaker."""
     backend: CacheBackend
     if not settings.cache_enabled:
@@ -26,7 +37,8 @@ def build_patient_cache(settings: Settings, record: Recorder = no_recording) -> 
         cross_process=isinstance(backend, RedisBackend),
     )
     guarded = GuardedBackend(backend, cooldown_s=settings.cache_breaker_cooldown_s)
-    return PatientCache(guarded, CacheKeys(settings.effective_jwt_secret), policy, record)
+    keys = CacheKeys(settings.effective_jwt_secret)
+    return PatientCache(guarded, keys, policy, record, record_rejected=record_rejected)
 
 
 def describe_backend(settings: Settings) -> str:

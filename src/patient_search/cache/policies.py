@@ -43,6 +43,7 @@ log = logging.getLogger("patient_search.cache")
 CacheName = Literal["profile", "summary", "search"]
 CacheResult = Literal["hit", "miss", "error"]
 Recorder = Callable[[CacheName, CacheResult], None]
+RejectionRecorder = Callable[[CacheName], None]
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 # A search page is not versioned; it is stored at version 0 and guarded by its generation.
@@ -52,6 +53,10 @@ NO_GENERATION = ""
 
 def no_recording(cache: CacheName, result: CacheResult) -> None:
     """The recorder used when nothing counts cache outcomes."""
+
+
+def no_rejection_recording(cache: CacheName) -> None:
+    """The recorder used when nothing counts rejected values."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,8 @@ class Form(Generic[M]):
     bodies rendered by the old code are misses, not responses in the old shape.
     """
 
-    def __init__(self, model: type[M]) -> None:
+    def __init__(self, name: CacheName, model: type[M]) -> None:
+        self.name = name
         self.model = model
         schema = orjson.dumps(model.model_json_schema(), option=orjson.OPT_SORT_KEYS)
         self.shape = hashlib.sha256(schema).hexdigest()[:16]
@@ -108,9 +114,9 @@ class Stored:
     record: Rendered
 
 
-PROFILE = Form(Patient)
-SUMMARY = Form(PatientSummary)
-SEARCH = Form(SearchPage)
+PROFILE = Form("profile", Patient)
+SUMMARY = Form("summary", PatientSummary)
+SEARCH = Form("search", SearchPage)
 # The header ends at the first newline: JSON bodies escape theirs.
 HEADER_END = b"\n"
 
@@ -125,11 +131,13 @@ class PatientCache:
         policy: CachePolicy,
         record: Recorder = no_recording,
         clock: Callable[[], float] = time.time,
+        record_rejected: RejectionRecorder = no_rejection_recording,
     ) -> None:
         self.backend = backend
         self._keys = keys
         self._policy = policy
         self._record = record
+        self._record_rejected = record_rejected
         self._clock = clock
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -442,6 +450,7 @@ class PatientCache:
                 # Written or altered by someone without the secret, copied from another key,
                 # or stored by a release before values were signed: loaded again.
                 log.warning("cache_value_rejected", extra={"entry": form.model.__name__})
+                self._record_rejected(form.name)
             return None
         version, payload = verified
         head, _, body = payload.partition(HEADER_END)

@@ -32,6 +32,7 @@ ACQUIRE_BUCKETS: Final = (
 
 CACHES: Final = ("profile", "summary", "search")
 CACHE_RESULTS: Final = ("hit", "miss", "error")
+JOURNAL_REJECTIONS: Final = ("signature", "time", "unreadable")
 
 HTTP_REQUEST_DURATION = Histogram(
     "patient_search_http_request_duration_seconds",
@@ -54,6 +55,18 @@ CACHE_REQUESTS = Counter(
     "patient_search_cache_requests",
     "Cache look-ups by cache and result (hit, miss, error).",
     ("cache", "result"),
+)
+# Either counter rising means something writes to Redis that should not, or a deployment
+# mixes releases (or secrets) whose MACs do not agree: alert-worthy, never routine.
+CACHE_REJECTED = Counter(
+    "patient_search_cache_rejected",
+    "Cache values whose MAC did not verify (read as a miss), by cache.",
+    ("cache",),
+)
+AUDIT_JOURNAL_REJECTED = Counter(
+    "patient_search_audit_journal_rejected",
+    "Audit-journal entries the drain dropped unwritten, by reason (signature, time, unreadable).",
+    ("reason",),
 )
 DB_POOL_CONNECTIONS = Gauge(
     "patient_search_db_pool_connections",
@@ -89,6 +102,10 @@ _CACHE_CHILDREN: Final = {
     for cache in CACHES
     for result in CACHE_RESULTS
 }
+_CACHE_REJECTED_CHILDREN: Final = {cache: CACHE_REJECTED.labels(cache) for cache in CACHES}
+_JOURNAL_REJECTED_CHILDREN: Final = {
+    reason: AUDIT_JOURNAL_REJECTED.labels(reason) for reason in JOURNAL_REJECTIONS
+}
 
 
 def record_cache(cache: str, result: str) -> None:
@@ -97,6 +114,22 @@ def record_cache(cache: str, result: str) -> None:
     if child is None:
         raise ValueError(f"unknown cache {cache!r} or result {result!r}")
     child.inc()
+
+
+def record_cache_rejected(cache: str) -> None:
+    """Count one cache value rejected for its MAC; `cache` in profile|summary|search."""
+    child = _CACHE_REJECTED_CHILDREN.get(cache)
+    if child is None:
+        raise ValueError(f"unknown cache {cache!r}")
+    child.inc()
+
+
+def record_journal_rejected(reason: str, count: int) -> None:
+    """Count audit-journal entries the drain rejected; `reason` in signature|time|unreadable."""
+    child = _JOURNAL_REJECTED_CHILDREN.get(reason)
+    if child is None:
+        raise ValueError(f"unknown rejection reason {reason!r}")
+    child.inc(count)
 
 
 def observe_pool_acquire(seconds: float) -> None:
