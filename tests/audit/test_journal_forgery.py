@@ -31,6 +31,8 @@ from patient_search.audit.journal import (
     journal_key,
 )
 from patient_search.audit.repository import Access
+from patient_search.cache.keys import PREFIX
+from tests.audit.trail_rows import entries
 from tests.conftest import asgi_client, make_settings
 from tests.factories import TEST_SECRET, bearer, new_clinic_id, patient_body
 from tests.observability.helpers import scraped
@@ -195,3 +197,36 @@ async def test_a_signed_entry_that_is_no_access_is_rejected_as_unreadable(
     assert "r-genuine" in found and "r-odd" not in found
     assert journal_app.state.services.audit_journal.rejected["unreadable"] == 1
     assert await rejected(journal_app, "unreadable") == before + 1
+
+
+@pytest.mark.parametrize("kind", ["profile", "summary"])
+async def test_a_view_of_a_forged_cache_value_is_audited_once(
+    journal_app: FastAPI,
+    attacker: redis.Redis,
+    superuser_conn: psycopg.Connection[Any],
+    kind: str,
+) -> None:
+    """The cache read journals before it can check the value: one entry, not one per read."""
+    clinic = new_clinic_id()
+    headers = bearer(clinic)
+    patient_id = await a_patient(journal_app, clinic)
+    key = f"{PREFIX}{{{clinic}}}:{kind}:{patient_id}"
+    stored = attacker.get(key)
+    assert stored is not None  # written through by the create
+    version, _, signed = stored.partition(b"|")
+    wrong_mac = (b"0" if signed[:1] != b"0" else b"1") + signed[1:]
+    attacker.set(key, version + b"|" + wrong_mac)
+    path = f"/v1/patients/{patient_id}" + ("/summary" if kind == "summary" else "")
+
+    async with asgi_client(journal_app) as http:
+        forged_read = await http.get(path, headers={**headers, "X-Request-ID": "r-forged"})
+        assert forged_read.status_code == 200
+        # The database's fill replaced the forgery: this one is a journaled hit.
+        control = await http.get(path, headers={**headers, "X-Request-ID": "r-control"})
+        assert control.status_code == 200
+
+    await drained_with(superuser_conn, attacker, clinic, "r-control")
+    action = "summary" if kind == "summary" else "view"
+    assert [
+        entry for entry in entries(superuser_conn, clinic, patient_id) if entry[2] == "r-forged"
+    ] == [(action, "tester", "r-forged")]

@@ -6,7 +6,7 @@ import re
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 
 from patient_search.audit.recorders import ViewAudit, WriteAudit
 from patient_search.audit.repository import AuditRepository
@@ -30,6 +30,9 @@ router = APIRouter(prefix="/v1/patients", tags=["patients"])
 
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
 NO_STORE = "no-store"
+# Set in the request's state by the cached-read shortcut when its read journaled the view but
+# found the value unusable: the route reads on without auditing the view again.
+VIEW_JOURNALED = "view_journaled"
 
 
 def _service(db: WriteDb, principal: Principal, state: State) -> PatientService:
@@ -54,6 +57,10 @@ def lookup_for(reader: OnDemandReadDb) -> PatientLookup:
         state.audit_journal,
     )
     return PatientLookup(state.cache, reader, state.settings.phone_region, audit)
+
+
+def _journaled(request: Request) -> bool:
+    return bool(request.scope.get("state", {}).get(VIEW_JOURNALED))
 
 
 def _etag(patient: Patient) -> str:
@@ -120,9 +127,10 @@ async def create_patient(
     responses=problem_responses(404),
     openapi_extra=BEARER_REQUIRED,
 )
-async def get_patient(patient_id: uuid.UUID, reader: OnDemandReadDb) -> Response:
+async def get_patient(patient_id: uuid.UUID, reader: OnDemandReadDb, request: Request) -> Response:
     """One patient of the caller's clinic (served from the profile cache when it can be)."""
-    return record_response(await lookup_for(reader).profile(patient_id))
+    lookup = lookup_for(reader)
+    return record_response(await lookup.profile(patient_id, journaled=_journaled(request)))
 
 
 @router.get(
@@ -131,9 +139,12 @@ async def get_patient(patient_id: uuid.UUID, reader: OnDemandReadDb) -> Response
     responses=problem_responses(404),
     openapi_extra=BEARER_REQUIRED,
 )
-async def get_patient_summary(patient_id: uuid.UUID, reader: OnDemandReadDb) -> Response:
+async def get_patient_summary(
+    patient_id: uuid.UUID, reader: OnDemandReadDb, request: Request
+) -> Response:
     """The small record appointment lists need: name, date of birth, MRN, status, phones."""
-    return record_response(await lookup_for(reader).summary(patient_id))
+    lookup = lookup_for(reader)
+    return record_response(await lookup.summary(patient_id, journaled=_journaled(request)))
 
 
 @router.patch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from patient_search.audit.journal import JournalSlip
@@ -173,6 +174,20 @@ class PatientService:
             await self._repo.replace_insurance(patient_id, [i.model_dump() for i in insurance])
 
 
+@dataclass(frozen=True, slots=True)
+class CachedRead:
+    """What the hit-only read found: a record, or None.
+
+    `journaled`: the view's entry went into the audit journal although no record is served.
+    The journal script appends it when the key holds a value, before the service can check
+    that value's MAC; if the MAC fails, that entry stands for the view, and the read that
+    follows (from the database) must not record another.
+    """
+
+    record: Rendered | None
+    journaled: bool = False
+
+
 class PatientLookup:
     """Reads of one patient through the caches; a database transaction only on a miss."""
 
@@ -190,46 +205,53 @@ class PatientLookup:
         # journal is on; otherwise (and on a miss) it is committed before the response.
         self._audit = audit
 
-    async def profile(self, patient_id: uuid.UUID) -> Rendered:
-        """The full profile as the API sends it (cache-aside)."""
-        slip = self._audit.slip(patient_id, "view") if self._audit is not None else None
+    async def profile(self, patient_id: uuid.UUID, *, journaled: bool = False) -> Rendered:
+        """The full profile as the API sends it (cache-aside); `journaled`: this view's
+        entry is already in the journal (`CachedRead.journaled`), so it is not audited again."""
+        slip = self._slip(patient_id, "view", journaled)
         patient = await self._cache.profile(
             self._reader.clinic_id, patient_id, lambda: self._load(patient_id), slip
         )
-        await self._audit_unless_journaled(patient_id, "view", slip)
+        await self._audit_unless_journaled(patient_id, "view", slip, journaled)
         return patient
 
-    async def summary(self, patient_id: uuid.UUID) -> Rendered:
-        """The summary as the API sends it (written through on every write)."""
+    async def summary(self, patient_id: uuid.UUID, *, journaled: bool = False) -> Rendered:
+        """The summary as the API sends it (written through on every write); as `profile`."""
 
         async def load() -> PatientSummary:
             patient = await self._load(patient_id)
             return PatientSummary.model_validate(patient, from_attributes=True)
 
-        slip = self._audit.slip(patient_id, "summary") if self._audit is not None else None
+        slip = self._slip(patient_id, "summary", journaled)
         summary = await self._cache.summary(self._reader.clinic_id, patient_id, load, slip)
-        await self._audit_unless_journaled(patient_id, "summary", slip)
+        await self._audit_unless_journaled(patient_id, "summary", slip, journaled)
         return summary
 
-    async def cached(
-        self, patient_id: uuid.UUID, action: Literal["view", "summary"]
-    ) -> Rendered | None:
-        """The profile (`view`) or summary if the cache holds it, audited; else None, with
-        nothing audited and nothing loaded (the caller goes on to `profile` or `summary`)."""
-        slip = self._audit.slip(patient_id, action) if self._audit is not None else None
+    async def cached(self, patient_id: uuid.UUID, action: Literal["view", "summary"]) -> CachedRead:
+        """The profile (`view`) or summary if the cache holds it, audited; else no record,
+        nothing loaded (the caller goes on to `profile` or `summary`), and nothing audited
+        unless the journal took the entry already (`CachedRead.journaled`)."""
+        slip = self._slip(patient_id, action, False)
         clinic_id = self._reader.clinic_id
         if action == "view":
             record = await self._cache.profile_hit(clinic_id, patient_id, slip)
         else:
             record = await self._cache.summary_hit(clinic_id, patient_id, slip)
         if record is not None:
-            await self._audit_unless_journaled(patient_id, action, slip)
-        return record
+            await self._audit_unless_journaled(patient_id, action, slip, False)
+        return CachedRead(record, journaled=slip is not None and slip.appended)
+
+    def _slip(self, patient_id: uuid.UUID, action: Action, journaled: bool) -> JournalSlip | None:
+        if self._audit is None or journaled:
+            return None
+        return self._audit.slip(patient_id, action)
 
     async def _audit_unless_journaled(
-        self, patient_id: uuid.UUID, action: Action, slip: JournalSlip | None
+        self, patient_id: uuid.UUID, action: Action, slip: JournalSlip | None, journaled: bool
     ) -> None:
-        if self._audit is not None and (slip is None or not slip.appended):
+        # A slip the read appended is this view's entry, whether the value it read was served
+        # or turned out unusable (the script appends before the service can check the MAC).
+        if self._audit is not None and not journaled and (slip is None or not slip.appended):
             await self._audit.record(patient_id, action)
 
     async def _load(self, patient_id: uuid.UUID) -> Patient:

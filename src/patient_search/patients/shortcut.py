@@ -5,7 +5,8 @@ its cheapest: one Redis step. Routing, dependency solving and the endpoint wrapp
 cost more than the step itself, so this middleware answers hits with the routes' own pieces
 (`authenticate`, `PatientLookup`, `record_response`) and hands every other request on
 untouched: no or a bad token, another path or form of id, a miss, a tombstone, Redis failing,
-any error before a response starts. The routes then answer those exactly as before.
+any error before a response starts. The routes then answer those exactly as before, except
+that a view the shortcut's read already journaled is not audited again (`VIEW_JOURNALED`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from patient_search.auth.dependencies import authenticate
 from patient_search.auth.tokens import READ_SCOPE
 from patient_search.db.dependencies import ClinicReader
-from patient_search.patients.router import lookup_for, record_response, router
+from patient_search.patients.router import VIEW_JOURNALED, lookup_for, record_response, router
 
 # The canonical form only; any other spelling FastAPI accepts goes to the route.
 _CACHED_READ = re.compile(
@@ -66,11 +67,13 @@ class CachedReadShortcut:
         try:
             principal = authenticate(request, READ_SCOPE)
             reader = ClinicReader(request.app.state.services, principal)
-            record = await lookup_for(reader).cached(patient_id, action)
+            found = await lookup_for(reader).cached(patient_id, action)
         except Exception:  # the route meets the same condition and answers it properly
             return False
-        if record is None:
+        if found.record is None:
+            if found.journaled:  # the route's read must not audit this view a second time
+                scope.setdefault("state", {})[VIEW_JOURNALED] = True
             return False
         scope["route"] = self._routes[SUMMARY_ROUTE if action == "summary" else PROFILE_ROUTE]
-        await record_response(record)(scope, receive, send)
+        await record_response(found.record)(scope, receive, send)
         return True
