@@ -225,11 +225,7 @@ class SearchService:
             postal_codes=[postal_code_key(criteria.postal_code)] if criteria.postal_code else [],
             keys=sorted(probes),
             prefixes=sorted({c.token for c in everything}),
-            per_prefix=max(
-                1, min(PREFIX_TERMS_PER_TOKEN, PREFIX_TERMS_PER_QUERY // len(everything))
-            )
-            if everything
-            else PREFIX_TERMS_PER_TOKEN,
+            per_prefix=_prefix_terms_per_token(len(tokens)),
             frequency_terms=uncounted,
             frequency_cap=FREQUENCY_CAP,
         )
@@ -527,6 +523,13 @@ def _join_candidates(tokens: list[TokenCandidates]) -> list[tuple[int, TokenCand
         if min(len(first), len(second)) <= MAX_JOIN_PART:
             joins.append((index, TokenCandidates.for_token(first + second)))
     return joins[:MAX_JOINED_READINGS]
+
+
+def _prefix_terms_per_token(typed_tokens: int) -> int:
+    """Prefix terms each token may expand to: the query's share, at most the token's own."""
+    if typed_tokens <= 1:
+        return PREFIX_TERMS_PER_TOKEN
+    return max(1, min(PREFIX_TERMS_PER_TOKEN, PREFIX_TERMS_PER_QUERY // typed_tokens))
 
 
 def _bounded_typo_budget(token: str) -> int:
