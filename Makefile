@@ -34,7 +34,7 @@ migrate: setup services  ## apply the database migrations
 demo: migrate  ## seed 10,000 patients on first run and serve the API on :8000 (Ctrl-C stops)
 	@$(BIN)/patient-search seed --patients $(DEMO_PATIENTS) --clinics $(DEMO_CLINICS) --if-empty
 	@$(BIN)/patient-search demo-info --clinic clinic-1
-	@exec $(BIN)/patient-search serve --host 127.0.0.1 --port 8000
+	@exec env $$($(BIN)/patient-search service-login) $(BIN)/patient-search serve --host 127.0.0.1 --port 8000
 
 test: setup services browser  ## the whole suite on real PostgreSQL and Redis, with the coverage floor
 	@scripts/ensure_promtool.sh >/dev/null  # the alert rules' tests (promtool test rules)

@@ -19,6 +19,7 @@ from psycopg import sql
 
 from patient_search.app import create_app
 from patient_search.cli import migrate
+from patient_search.db.logins import grant_service_login, with_login
 from patient_search.settings import Settings
 from tests.factories import TEST_SECRET, bearer, new_clinic_id, patient_body
 from tests.private_servers import PrivateRedis, free_port
@@ -49,11 +50,22 @@ def recreate_database(name: str) -> str:
     return database_url_for(name)
 
 
+# The suite's service login: an ordinary role, only a member of patient_search_app, as in
+# production. The owner (the server's superuser) migrates and checks from the side.
+SERVICE_LOGIN = "patient_search_test_service"
+
+
+def service_url(owner_url: str) -> str:
+    """The same database, logged in as the suite's service login."""
+    return with_login(owner_url, SERVICE_LOGIN)
+
+
 @pytest.fixture(scope="session")
 def database_url() -> str:
-    """A migrated, otherwise empty database for the whole session."""
+    """A migrated, otherwise empty database for the whole session (the owner's URL)."""
     url = recreate_database(TEST_DATABASE)
     migrate(make_settings(url))
+    grant_service_login(url, service_url(url), create=True)
     return url
 
 
@@ -83,7 +95,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
+    """The service's settings: logged in as the unprivileged service login."""
+    return make_settings(service_url(database_url), migration_database_url=database_url)
 
 
 @pytest.fixture(scope="session")

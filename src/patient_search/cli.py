@@ -98,11 +98,20 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--clinic", type=_clinic_id, help="read as the service role, in this clinic")
     audit.add_argument("--limit", type=_positive, default=1000)
 
+    login = commands.add_parser(
+        "service-login",
+        help="print the environment that serves as an unprivileged login (dev: created)",
+    )
+    login.add_argument("--role", default=DEV_SERVICE_LOGIN, type=_clinic_id)
+
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=_positive, default=1)
     return parser
+
+
+DEV_SERVICE_LOGIN = "patient_search_service"
 
 
 def _revision(url: str) -> str | None:
@@ -121,13 +130,59 @@ def migrate(settings: Settings) -> tuple[str | None, str | None]:
     from alembic import command
     from alembic.config import Config
 
-    url = str(settings.database_url)
+    url = settings.migration_conninfo
     config = Config(str(REPO_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     before = _revision(url)
     command.upgrade(config, "head")
     return before, _revision(url)
+
+
+def grant_login(settings: Settings) -> str:
+    """After migrating: the service's login made a member of the RLS-bound role (in dev,
+    created when missing); what was done."""
+    from patient_search.db.logins import grant_service_login
+
+    return grant_service_login(
+        settings.migration_conninfo, str(settings.database_url), create=settings.env == "dev"
+    )
+
+
+def service_login(settings: Settings, role: str) -> int:
+    """Print PATIENT_SEARCH_MIGRATION_DATABASE_URL and PATIENT_SEARCH_DATABASE_URL lines for
+    `env`: the configured login migrates, `role` serves. A configured login that is already
+    unprivileged is kept. `make demo` serves this way."""
+    from patient_search.db.logins import grant_service_login, privileged_login, with_login
+
+    owner = settings.migration_conninfo
+    service = str(settings.database_url)
+    if privileged_login(service, settings.db_connect_timeout_s):
+        service = with_login(service, role)
+        done = grant_service_login(owner, service, create=settings.env == "dev")
+        print(f"service-login: {done}", file=sys.stderr)
+    print(f"PATIENT_SEARCH_MIGRATION_DATABASE_URL={owner}")
+    print(f"PATIENT_SEARCH_DATABASE_URL={service}")
+    return 0
+
+
+def _refuse_privileged_login(settings: Settings) -> None:
+    """Outside dev, never serve as a superuser or BYPASSRLS login."""
+    from patient_search.db.logins import privileged_login
+
+    if settings.env == "dev":
+        return
+    try:
+        reason = privileged_login(str(settings.database_url), settings.db_connect_timeout_s)
+    except psycopg.OperationalError:
+        return  # the database is down: the service starts and waits for it (db/health.py)
+    if reason:
+        raise SettingsError(
+            f"PATIENT_SEARCH_DATABASE_URL logs in as {reason}, which row-level security does"
+            " not bind; log in as an ordinary role that is a member of patient_search_app"
+            " (CREATE ROLE svc LOGIN; GRANT patient_search_app TO svc; docs/operations.md)"
+            " and keep the owner for PATIENT_SEARCH_MIGRATION_DATABASE_URL"
+        )
 
 
 def _cli_settings(settings: Settings) -> Settings:
@@ -329,9 +384,10 @@ async def _audit_entries(
             async with clinic_transaction(pool, clinic_id, "read") as conn:
                 repository = AuditRepository(StatementRunner(conn, NullObserver()))
                 return await repository.list_for_patient(patient_id, clinic_id, limit)
-    # Every clinic: as the configured role (an owner or superuser, as for migrations).
+    # Every clinic: the operator's listing, as the migration login (the tables' owner), since
+    # the service's login sees one clinic at a time.
     async with await psycopg.AsyncConnection.connect(
-        str(settings.database_url),
+        settings.migration_conninfo,
         connect_timeout=settings.db_connect_timeout_s,
         row_factory=dict_row,
         autocommit=True,
@@ -379,6 +435,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     from patient_search.observability.multiprocess import server_metrics
 
     settings.require_runnable()
+    _refuse_privileged_login(settings)
     if workers > 1 and settings.cache_enabled and not settings.redis_url:
         # Each worker would keep its own in-process cache and serve what another worker has
         # just changed or archived. The workers read their settings from the environment.
@@ -427,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"migrate: already at revision {after}")
             else:
                 print(f"migrate: upgraded from {before or 'an empty database'} to {after}")
+            print(f"migrate: {grant_login(settings)}")
             return 0
         if args.command == "import":
             return import_file(settings, args.file, args.clinic)
@@ -446,6 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(db_report.run(str(settings.database_url), args.top))
             return 0
+        if args.command == "service-login":
+            return service_login(settings, args.role)
         if args.command == "token":
             settings.require_runnable()
             print(

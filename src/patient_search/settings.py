@@ -28,6 +28,10 @@ class Settings(BaseSettings):
 
     env: Literal["dev", "production"] = "production"
     database_url: PostgresDsn = PostgresDsn("postgresql://postgres@127.0.0.1:55432/patient_search")
+    # What `patient-search migrate` logs in as (it owns the schema); empty: database_url.
+    # Everything else logs in as database_url, which production gives an ordinary role that
+    # is only a member of patient_search_app (docs/operations.md).
+    migration_database_url: PostgresDsn | None = None
     # Empty means "no Redis": an in-process cache serves a single worker.
     redis_url: str = ""
     jwt_secret: str = ""
@@ -106,6 +110,11 @@ class Settings(BaseSettings):
                 f"PATIENT_SEARCH_JWT_SECRET is {len(secret.encode())} bytes; "
                 f"at least {MIN_SECRET_BYTES} are required outside dev"
             )
+
+    @property
+    def migration_conninfo(self) -> str:
+        """The libpq connection string `migrate` uses."""
+        return str(self.migration_database_url or self.database_url)
 
     @property
     def effective_jwt_secret(self) -> str:

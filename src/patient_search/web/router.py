@@ -18,7 +18,6 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
 from patient_search.auth.tokens import CLINIC_ID, READ_SCOPE, WRITE_SCOPE, issue_token
-from patient_search.db.pool import conninfo
 from patient_search.db.statements import StatementRunner
 from patient_search.settings import Settings
 from patient_search.state import State
@@ -117,11 +116,14 @@ def _dev_router() -> APIRouter:
     async def list_dev_clinics(state: State, response: Response) -> ClinicList:
         """The clinics to choose from at dev sign-in; only routed when ENV=dev."""
         # The pool's role sees one clinic at a time (RLS), which is right for every
-        # request but this one. Dev only: ask as the configured login role, on a
-        # connection of its own that never enters the pool. (A login role bound by RLS
-        # sees no clinic here; the page then lets the user type one.)
+        # request but this one. Dev only: ask as the migration login, on a connection of
+        # its own that never enters the pool. (A login bound by RLS sees no clinic here;
+        # the page then lets the user type one.)
         async with await psycopg.AsyncConnection.connect(
-            conninfo(state.settings), row_factory=dict_row, autocommit=True, connect_timeout=5
+            state.settings.migration_conninfo,
+            row_factory=dict_row,
+            autocommit=True,
+            connect_timeout=5,
         ) as conn:
             directory = ClinicDirectory(StatementRunner(conn, state.query_observer))
             rows = await directory.list_clinics(MAX_LISTED_CLINICS)
