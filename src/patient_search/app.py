@@ -45,7 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging()
-        pool = build_pool(settings, on_acquire=observe_pool_acquire)
+        pool = build_pool(
+            settings, on_acquire=observe_pool_acquire, refuse_privileged=settings.env != "dev"
+        )
         # wait=False: a worker starts even while the database is down; /readyz says so.
         await pool.open(wait=False)
         await observability.start(pool)

@@ -348,6 +348,11 @@ def find_duplicates(settings: Settings, clinic_id: str, out: Path, min_grade: st
     if not out.parent.is_dir():
         print(f"duplicates: {out.parent} is not a directory", file=sys.stderr)
         return 2
+    try:
+        out.open("a", encoding="utf-8").close()  # unwritable: said now, not after the scan
+    except OSError as exc:
+        print(f"duplicates: cannot write {out} ({exc.strerror})", file=sys.stderr)
+        return 2
     return asyncio.run(_duplicates(settings, clinic_id, out, cast("Grade", min_grade)))
 
 

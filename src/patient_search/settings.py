@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, PostgresDsn, model_validator
+from pydantic import Field, PostgresDsn, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     alert_min_interval_s: float = Field(300.0, ge=0)
     cloudwatch_emf: bool = False
     cloudwatch_namespace: str = Field("PatientSearch", min_length=1, max_length=255)
+
+    @field_validator("migration_database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

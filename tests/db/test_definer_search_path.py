@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from patient_search.db.pool import APP_ROLE
+from patient_search.db.logins import APP_ROLE
 from tests.factories import bearer, new_clinic_id
 
 DEFINER_ROLE = "patient_search_definer"

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from patient_search.db.pool import APP_ROLE
+from patient_search.db.logins import APP_ROLE
 from tests.factories import bearer, new_clinic_id
 
 TENANT_TABLES = (

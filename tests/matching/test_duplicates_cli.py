@@ -159,3 +159,10 @@ def test_a_small_clinic_is_graded_with_the_default_weights(
         "SELECT count(*) FROM match_models WHERE clinic_id = %s", (clinic,)
     ).fetchone()
     assert stored == (0,)
+
+
+def test_an_unwritable_output_is_refused_before_the_scan(tmp_path: Path) -> None:
+    clinic = _clinic(tmp_path)
+    as_directory = tmp_path / "pairs.csv"
+    as_directory.mkdir()
+    assert cli.main(["duplicates", "--clinic", clinic, "--out", str(as_directory)]) == 2

@@ -78,3 +78,16 @@ async def test_one_users_burst_is_no_larger_than_the_pool(database_url: str) -> 
             for _ in range(5)
         ]
     assert statuses == [200, 200, 200, 429, 429]
+
+
+async def test_the_duplicate_check_takes_the_same_slots(gated_app: FastAPI) -> None:
+    flooder = new_clinic_id()
+    body = {"first_name": "Ana", "last_name": "Smith", "date_of_birth": "1970-01-02"}
+    gate = gated_app.state.services.search_gate
+    async with asgi_client(gated_app) as client, gate.slot(flooder):
+        busy = await client.post("/v1/patients/match", json=body, headers=bearer(flooder))
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "1"
+    async with asgi_client(gated_app) as client:
+        free = await client.post("/v1/patients/match", json=body, headers=bearer(flooder))
+        assert free.status_code == 200

@@ -15,10 +15,28 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from patient_search.db.pool import APP_ROLE
-
-_PRIVILEGES = "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = session_user"
+# Why a login may not serve, or NULL: it is, or may become (SET ROLE), a role that row-level
+# security does not bind or that can grant itself one: a superuser, BYPASSRLS, CREATEROLE, or
+# the owner of the tables. A constant, never input.
+PRIVILEGED_LOGIN = """
+    SELECT CASE
+        WHEN r.rolsuper THEN 'a superuser'
+        WHEN r.rolbypassrls THEN 'a BYPASSRLS role'
+        WHEN r.rolcreaterole THEN 'a CREATEROLE role'
+        WHEN EXISTS (SELECT 1 FROM pg_roles o
+                     WHERE o.oid <> r.oid AND (o.rolsuper OR o.rolbypassrls OR o.rolcreaterole)
+                       AND pg_has_role(r.oid, o.oid, 'MEMBER'))
+            THEN 'a member of a superuser, BYPASSRLS or CREATEROLE role'
+        WHEN pg_has_role(r.oid, (SELECT relowner FROM pg_class
+                                 WHERE oid = to_regclass('patients')), 'MEMBER')
+            THEN 'the owner of the tables (or a member of the owner)'
+    END AS reason
+    FROM pg_roles r WHERE r.rolname = session_user
+"""
 _ROLE_EXISTS = "SELECT 1 FROM pg_roles WHERE rolname = %s"
+# The role every service query runs as. RLS is FORCEd on every table and this role has
+# neither BYPASSRLS nor ownership, so the policies bind it.
+APP_ROLE = "patient_search_app"
 
 
 def login_of(conninfo: str) -> str:
@@ -34,17 +52,10 @@ def with_login(conninfo: str, login: str) -> str:
 
 
 def privileged_login(conninfo: str, connect_timeout_s: int = 3) -> str | None:
-    """Why the login may not run the service ("a superuser", "a BYPASSRLS role"), or None."""
+    """Why the login may not run the service ("a superuser", ...), or None."""
     with psycopg.connect(conninfo, connect_timeout=connect_timeout_s) as conn:
-        row = conn.execute(_PRIVILEGES).fetchone()
-    if row is None:
-        return None
-    superuser, bypasses_rls = row
-    if superuser:
-        return "a superuser"
-    if bypasses_rls:
-        return "a BYPASSRLS role"
-    return None
+        row = conn.execute(PRIVILEGED_LOGIN).fetchone()
+    return str(row[0]) if row and row[0] else None
 
 
 def grant_service_login(migration_conninfo: str, service_conninfo: str, create: bool) -> str:

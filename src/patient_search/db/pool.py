@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,14 +13,11 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from patient_search.db.health import DatabaseGate
+from patient_search.db.logins import APP_ROLE, PRIVILEGED_LOGIN
 from patient_search.settings import Settings
 
-# The role every service query runs as. RLS is FORCEd on every table and this role has
-# neither BYPASSRLS nor ownership, so it is bound by the policies even when the configured
-# URL logs in as a superuser (SET ROLE drops the superuser's privileges for the session).
-APP_ROLE = "patient_search_app"
-
 AppConnection = AsyncConnection[dict[str, Any]]
+log = logging.getLogger(__name__)
 # A connection attempt that keeps failing is given up after this long (see build_pool).
 RECONNECT_TIMEOUT_S = 5.0
 
@@ -29,13 +27,27 @@ def conninfo(settings: Settings) -> str:
     return str(settings.database_url)
 
 
-async def _configure(conn: AppConnection) -> None:
+class PrivilegedLogin(Exception):
+    """The server's login is one row-level security does not bind (docs/operations.md)."""
+
+
+async def _configure(conn: AppConnection, refuse_privileged: bool = False) -> None:
     """Runs once per new physical connection: drop privileges to the RLS-bound role.
+
+    With `refuse_privileged` (the server outside dev), a connection whose login could leave
+    that role for a privileged one is refused, so the pool never holds one: the check at
+    `serve` is skipped when the database is down at start-up.
 
     Connections stay in autocommit mode: `clinic_transaction` sends its own BEGIN together
     with the clinic setting, saving the driver's separate BEGIN round trip.
     """
     await conn.set_autocommit(True)
+    if refuse_privileged:
+        row = await (await conn.execute(PRIVILEGED_LOGIN)).fetchone()
+        if row and row["reason"]:
+            log.error("database_login_refused", extra={"reason": row["reason"]})
+            raise PrivilegedLogin(row["reason"])
+    # SET ROLE drops a privileged login's rights for the session (dev, and operators' tools).
     await conn.execute(f"SET ROLE {APP_ROLE}")
 
 
@@ -82,11 +94,14 @@ class ServicePool(AsyncConnectionPool[AppConnection]):
 
 
 def build_pool(
-    settings: Settings, on_acquire: Callable[[float], None] | None = None
+    settings: Settings,
+    on_acquire: Callable[[float], None] | None = None,
+    refuse_privileged: bool = False,
 ) -> ServicePool:
     """A closed pool sized and timed by the settings; the lifespan opens it.
 
-    `on_acquire` receives the seconds every connection request waited (the metrics).
+    `on_acquire` receives the seconds every connection request waited (the metrics);
+    `refuse_privileged` keeps privileged logins out of it (the server outside dev).
     """
     statement_timeout = settings.db_statement_timeout_ms
     gate = DatabaseGate(conninfo(settings), connect_timeout_s=settings.db_connect_timeout_s)
@@ -108,7 +123,7 @@ def build_pool(
             "options": f"-c statement_timeout={statement_timeout}"
             " -c max_parallel_workers_per_gather=0",
         },
-        configure=_configure,
+        configure=functools.partial(_configure, refuse_privileged=refuse_privileged),
         open=False,
         name="patient-search",
         gate=gate,

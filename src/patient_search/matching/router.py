@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/patients", tags=["matching"])
 @router.post(
     "/match",
     response_model=MatchResult,
-    responses=problem_responses(400, 415),
+    responses=problem_responses(400, 415, 429),
     openapi_extra=BEARER_REQUIRED,
 )
 async def match_patients(
@@ -34,8 +34,10 @@ async def match_patients(
     if not body.is_enough_to_match():
         raise InvalidRequest("give a last name, or a date of birth with one other field")
     state = reader.state
+    # The check runs search's statements: the same per-user limit and per-clinic slots.
+    await state.search_limiter.check(reader.clinic_id, reader.principal.user_id)
     cursors = CursorCodec(state.settings.effective_jwt_secret)
-    async with reader.transaction() as db:
+    async with state.search_gate.slot(reader.clinic_id), reader.transaction() as db:
         service = MatchService(db, cursors, reader.clinic_id, state.settings.phone_region)
         return await service.match(body, limit, only_certain)
 
