@@ -93,6 +93,7 @@ DATE_ONLY_CAP = 50
 # at most this many times per query.
 MAX_JOIN_PART = 4
 MAX_JOINED_READINGS = 3
+MAX_JOINED_TOKENS = 4
 
 
 # Sort bands of evidence-ranked hits, after the identifier rungs (MRN, phone, email): every
@@ -516,8 +517,12 @@ class SearchService:
 
 def _join_candidates(tokens: list[TokenCandidates]) -> list[tuple[int, TokenCandidates]]:
     """Adjacent tokens read as one ("jayde n" → "jayden", "satte rley" → "satterley"): the
-    position of the first, and the joined token's candidates."""
+    position of the first, and the joined token's candidates. Not past MAX_JOINED_TOKENS
+    typed tokens: every reading is ranked for every candidate, and a split name is one or two
+    words among a few."""
     joins: list[tuple[int, TokenCandidates]] = []
+    if len(tokens) > MAX_JOINED_TOKENS:
+        return joins
     for index in range(len(tokens) - 1):
         first, second = tokens[index].token, tokens[index + 1].token
         if min(len(first), len(second)) <= MAX_JOIN_PART:
