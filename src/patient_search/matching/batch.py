@@ -2,8 +2,9 @@
 
 1. **Weights from the clinic itself** (`estimate.py`): random pairs of a sample of its
    patients give u; the blocking passes below give m by EM; the compared pairs give the prior.
-2. **Blocking passes**: the clinic is streamed once per blocking key (date of birth, last
-   name, postal code), sorted by that key; patients sharing a key value form a block, and the
+2. **Blocking passes** (`scan_repository.py`): the clinic is streamed once per blocking key
+   (date of birth, last name, postal code, street, any whole name), sorted by that key;
+   patients sharing a key value form a block, and the
    pairs inside a block are compared (`compare.py`). A pair met in several passes is compared
    once. Blocks larger than MAX_BLOCK (a common surname) are skipped and counted: their pairs
    still meet in the other passes. Inside a block, two patients are compared only when they
@@ -24,14 +25,13 @@ import random
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
 
-from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
+from psycopg import AsyncConnection
 
 from patient_search.db.statements import NullObserver, StatementRunner
 from patient_search.matching.compare import Comparison, MatchRecord, compare
@@ -52,11 +52,15 @@ from patient_search.matching.model import (
     MatchModel,
 )
 from patient_search.matching.repository import MatchRepository
+from patient_search.matching.scan_repository import (
+    BLOCKING_QUERIES,
+    MAX_BLOCK,
+    ScanRepository,
+)
 from patient_search.matching.service import stored_record
 from patient_search.search.evidence import TermWeights
 from patient_search.search.names import deletion_keys, nickname_variants, phonetic_codes
 
-MAX_BLOCK = 100
 # EM reads a uniform sample of each pass's pairs, screened or not: the screened pairs alone
 # would be chosen for agreeing, and bias m.
 EM_PAIRS_PER_PASS = 200_000
@@ -66,65 +70,6 @@ MIN_ESTIMATION_PATIENTS = 1000
 RANDOM_PAIRS = 500_000
 # m and the prior from u, then u corrected for the true pairs among the random ones, ...
 ESTIMATION_ROUNDS = 3
-_COLUMNS = """
-    p.id, p.mrn, p.first_name, p.middle_name, p.last_name, p.date_of_birth, p.sex,
-    p.email_normalized, p.address,
-    ARRAY(SELECT ph.e164 FROM patient_phones ph
-          WHERE ph.clinic_id = p.clinic_id AND ph.patient_id = p.id
-            AND ph.e164 IS NOT NULL) AS phones_e164
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Pass:
-    """A blocking pass: its rows sorted by block, how many pairs its blocks hold, and the
-    fields its key fixes. Constants of this module, never input."""
-
-    rows: str
-    pairs: str
-    key_fields: frozenset[str]
-
-
-def _keyed(key: str, key_fields: frozenset[str]) -> _Pass:
-    where = f"p.deleted_at IS NULL AND {key} IS NOT NULL AND {key} <> ''"
-    return _Pass(
-        f"SELECT {key} AS block, {_COLUMNS} FROM patients p WHERE {where} ORDER BY {key}",
-        f"SELECT coalesce(sum(n * (n - 1) / 2), 0) AS pairs FROM (SELECT count(*) AS n"
-        f" FROM patients p WHERE {where} GROUP BY {key} HAVING count(*) <= {MAX_BLOCK}) b",
-        key_fields,
-    )
-
-
-_SHARED_TERMS = f"""
-    FROM patient_name_terms t JOIN patients p ON p.id = t.patient_id
-    WHERE NOT t.part AND p.deleted_at IS NULL
-      AND t.term IN (SELECT term FROM patient_name_terms WHERE NOT part
-                     GROUP BY term HAVING count(*) <= {MAX_BLOCK})
-"""
-STREET_KEY = "regexp_replace(lower(p.address->'lines'->>0), '[^a-z0-9]', '', 'g')"
-BLOCKING_PASSES: dict[str, _Pass] = {
-    "date of birth": _keyed("p.date_of_birth::text", frozenset({"date_of_birth"})),
-    "last name": _keyed("p.last_key", frozenset({"last_name"})),
-    "postal code": _keyed("p.postal_code_key", frozenset({"postal_code"})),
-    # The first address line, letters and digits only ("10 Bate Pl." -> "10batepl"): one
-    # household's records whose names, date and postal code were all mistyped.
-    "street": _keyed(STREET_KEY, frozenset({"address"})),
-    # Any whole first or last name shared, whichever field it is in: swapped names, and a
-    # first name kept while the surname and the date changed. Common names are left out
-    # before their rows are read.
-    "name": _Pass(
-        f"SELECT t.term AS block, {_COLUMNS} {_SHARED_TERMS} ORDER BY t.term",
-        "SELECT coalesce(sum(n * (n - 1) / 2), 0) AS pairs"
-        f" FROM (SELECT count(*) AS n {_SHARED_TERMS} GROUP BY t.term) b",
-        frozenset({"first_name", "last_name"}),
-    ),
-}
-RANDOM_SAMPLE = (
-    "SELECT " + _COLUMNS + " FROM patients p WHERE p.deleted_at IS NULL"
-    " ORDER BY md5(p.id::text) LIMIT %(patients)s"  # pseudo-random, the same every run
-)
-TERM_COUNTS = "SELECT term, count(*) AS patients FROM patient_name_terms GROUP BY term"
-CLINIC_SIZE = "SELECT count(*) AS patients FROM patients WHERE deleted_at IS NULL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,35 +154,9 @@ def _signals(record: MatchRecord, key_fields: frozenset[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-async def _blocks(
-    conn: AsyncConnection[Any], number: int, query: str
-) -> AsyncIterator[list[dict[str, Any]]]:
-    async with conn.cursor(name=f"duplicates_{number}", row_factory=dict_row) as cursor:
-        await cursor.execute(sql.SQL(query))  # a module constant, never input
-        block: list[dict[str, Any]] = []
-        async for row in cursor:
-            if block and row["block"] != block[0]["block"]:
-                yield block
-                block = []
-            block.append(row)
-        if block:
-            yield block
-
-
-async def _clinic_weights(conn: AsyncConnection[Any]) -> TermWeights:
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(TERM_COUNTS)
-        frequencies = {row["term"]: int(row["patients"]) for row in await cursor.fetchall()}
-        await cursor.execute(CLINIC_SIZE)
-        size_row = await cursor.fetchone()
-    return TermWeights(int(size_row["patients"]) if size_row else 0, frequencies)
-
-
-async def _random_patterns(conn: AsyncConnection[Any]) -> Counter[Any]:
+async def _random_patterns(repo: ScanRepository) -> Counter[Any]:
     """Comparison patterns of random pairs of patients: the u of every level."""
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(RANDOM_SAMPLE, {"patients": RANDOM_PATIENTS})
-        records = [stored_record(row) for row in await cursor.fetchall()]
+    records = [stored_record(row) for row in await repo.random_sample(RANDOM_PATIENTS)]
     patterns: Counter[Any] = Counter()
     if len(records) < 2:
         return patterns
@@ -281,9 +200,10 @@ async def scan(
     conn: AsyncConnection[Any], min_grade: Grade, progress: TextIO = sys.stderr
 ) -> ScanReport:
     """Every suspected pair of the clinic (the connection's transaction is scoped to it)."""
-    weights = await _clinic_weights(conn)
+    repo = ScanRepository(conn)
+    weights = await repo.term_weights()
     random_patterns = (
-        await _random_patterns(conn)
+        await _random_patterns(repo)
         if weights.clinic_size >= MIN_ESTIMATION_PATIENTS
         else Counter[Any]()
     )
@@ -292,16 +212,14 @@ async def scan(
     patterns: dict[Pattern, Pattern] = {}  # one tuple per distinct pattern
     skipped = 0
     rng = random.Random(weights.clinic_size)
-    for number, (label, blocking_pass) in enumerate(BLOCKING_PASSES.items()):
-        key_fields = blocking_pass.key_fields
+    for label, query in BLOCKING_QUERIES.items():
+        key_fields = query.key_fields
         blocking = BlockingPass(key_fields)
         passes.append(blocking)
-        async with conn.cursor(row_factory=dict_row) as cursor:
-            await cursor.execute(sql.SQL(blocking_pass.pairs))  # a module constant
-            total = (await cursor.fetchone() or {"pairs": 0})["pairs"]
+        total = await repo.pair_count(query)
         sample_rate = min(1.0, EM_PAIRS_PER_PASS / max(float(total), 1.0))
         blocks = 0
-        async for block in _blocks(conn, number, blocking_pass.rows):
+        async for block in repo.blocks(query):
             blocks += 1
             if len(block) > MAX_BLOCK:
                 skipped += 1
