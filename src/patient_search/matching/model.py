@@ -35,7 +35,7 @@ HOUSEHOLD_FIELDS = frozenset({"phone", "email"})
 CERTAIN_FIRST_NAMES = frozenset({"exact", "swapped"})
 # Probability thresholds of the grades (decision 0018).
 CERTAIN_AT = 0.999
-PROBABLE_AT = 0.95
+PROBABLE_AT = 0.5
 POSSIBLE_AT = 0.001  # a one-in-a-thousand chance is worth a glance at the desk
 
 
