@@ -25,13 +25,13 @@ from patient_search.app import create_app
 from patient_search.audit.journal import (
     FIELD,
     GROUP,
-    MAC_CHARS,
     STREAM,
     AuditJournal,
     journal_key,
 )
 from patient_search.audit.repository import Access
 from patient_search.cache.keys import PREFIX
+from patient_search.signing import MAC_CHARS
 from tests.audit.trail_rows import entries
 from tests.conftest import asgi_client, make_settings
 from tests.factories import TEST_SECRET, bearer, new_clinic_id, patient_body

@@ -10,8 +10,9 @@ import uuid
 import pytest
 
 from patient_search.cache.backends import MemoryBackend, RedisBackend
-from patient_search.cache.keys import MAC_CHARS, CacheKeys
+from patient_search.cache.keys import CacheKeys
 from patient_search.cache.policies import PatientCache
+from patient_search.signing import MAC_CHARS
 from tests.cache.test_policies import SECRET, Counts, a_patient, loader, make_cache, patient
 from tests.factories import new_clinic_id
 

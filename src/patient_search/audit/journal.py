@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import hmac
 import itertools
 import logging
 import os
@@ -53,6 +51,7 @@ from patient_search.audit.repository import Access, Action, AuditRepository
 from patient_search.db.statements import QueryObserver, StatementRunner
 from patient_search.db.tenant import clinic_transaction
 from patient_search.settings import Settings
+from patient_search.signing import derive_key, mac, split_signed
 
 log = logging.getLogger("patient_search.audit")
 
@@ -76,8 +75,6 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 # journaled; it takes the database path, where the request sees the refusal.
 MAX_ACTOR = 256
 MAX_REQUEST_ID = 128
-# An entry's MAC, in front of its JSON: HMAC-SHA256 truncated to 16 bytes, in hex.
-MAC_CHARS = 32
 # How far an entry's time may be from the drain's. A genuine entry is drained within a
 # second, or when PostgreSQL comes back from an outage (the journal stops taking entries at
 # the first failed drain, so the wait is the outage): a day covers any outage the stream
@@ -103,7 +100,7 @@ class JournalSlip:
 
 def journal_key(secret: str) -> bytes:
     """The entries' MAC key, derived from the service secret (never the secret itself)."""
-    return hmac.new(secret.encode(), b"patient-search audit journal v1", hashlib.sha256).digest()
+    return derive_key(secret, b"audit journal v1")
 
 
 class EntryCodec:
@@ -124,17 +121,11 @@ class EntryCodec:
                 (access.at - _EPOCH) // _MICROSECOND,  # exact, unlike a float timestamp
             ]
         )
-        return self._mac(fields) + fields
+        return mac(self._key, fields) + fields
 
     def verified(self, entry: bytes) -> bytes | None:
         """The fields of an entry this service wrote (its MAC holds), else None."""
-        fields = entry[MAC_CHARS:]
-        if len(entry) <= MAC_CHARS or not hmac.compare_digest(self._mac(fields), entry[:MAC_CHARS]):
-            return None
-        return fields
-
-    def _mac(self, fields: bytes) -> bytes:
-        return hmac.digest(self._key, fields, "sha256")[: MAC_CHARS // 2].hex().encode()
+        return split_signed(self._key, b"", entry)
 
 
 def decode(fields: bytes) -> Access | None:

@@ -16,14 +16,10 @@ import hashlib
 import hmac
 import uuid
 
+from patient_search.cache.backends import split_version
+from patient_search.signing import derive_key, mac, split_signed
+
 PREFIX = "ps:"
-# The MAC in front of a stored payload: HMAC-SHA256 truncated to 16 bytes, in hex.
-MAC_CHARS = 32
-
-
-def derive_key(secret: str, purpose: bytes) -> bytes:
-    """A key for one purpose, derived from the service secret (never the secret itself)."""
-    return hmac.new(secret.encode(), b"patient-search " + purpose, hashlib.sha256).digest()
 
 
 class CacheKeys:
@@ -52,25 +48,24 @@ class CacheKeys:
 
     def sign(self, key: str, version: int, payload: bytes) -> bytes:
         """`payload` with its MAC in front, for storing at `version` under `key`."""
-        return self._mac(key, b"%d|" % version, payload) + payload
+        return mac(self._values, self._covered(key, version) + payload) + payload
 
     def verified(self, key: str, stored: bytes) -> tuple[int, bytes] | None:
         """(version, payload) of a value stored under `key` whose MAC holds, else None.
 
         Also None for a tombstone (a bare version, which carries nothing to serve)."""
-        head, separator, signed = stored.partition(b"|")
-        if not separator or not head.isdigit() or len(signed) <= MAC_CHARS:
+        parsed = split_version(stored)
+        if parsed is None:
             return None
-        payload = signed[MAC_CHARS:]
-        expected = self._mac(key, head + separator, payload)
-        if not hmac.compare_digest(expected, signed[:MAC_CHARS]):
-            return None
-        return int(head), payload
+        version, signed = parsed
+        payload = split_signed(self._values, self._covered(key, version), signed)
+        return None if payload is None else (version, payload)
 
-    def _mac(self, key: str, version: bytes, payload: bytes) -> bytes:
-        # The key names the clinic and the record; a NUL cannot occur in it.
-        message = key.encode() + b"\0" + version + payload
-        return hmac.digest(self._values, message, "sha256")[: MAC_CHARS // 2].hex().encode()
+    @staticmethod
+    def _covered(key: str, version: int) -> bytes:
+        # What the MAC covers before the payload. The key names the clinic and the record;
+        # a NUL cannot occur in it.
+        return key.encode() + b"\0" + b"%d|" % version
 
     @staticmethod
     def fill_lock(key: str) -> str:

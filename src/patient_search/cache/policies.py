@@ -32,7 +32,7 @@ import orjson
 from pydantic import BaseModel
 
 from patient_search.audit.journal import JournalSlip
-from patient_search.cache.backends import versioned
+from patient_search.cache.backends import split_version, versioned
 from patient_search.cache.keys import CacheKeys
 from patient_search.cache.resilience import CacheUnavailable, GuardedBackend
 from patient_search.patients.schemas import Patient, PatientSummary
@@ -526,7 +526,8 @@ _FOREVER_S = 30 * 24 * 3600.0
 
 def _is_tombstone(stored: bytes) -> bool:
     """A bare version ("<version>|"): an archive's marker, never served, so never signed."""
-    return stored.endswith(b"|") and stored[:-1].isdigit()
+    parsed = split_version(stored)
+    return parsed is not None and not parsed[1]
 
 
 def _new_generation() -> bytes:

@@ -5,8 +5,8 @@ its cheapest: one Redis step. Routing, dependency solving and the endpoint wrapp
 cost more than the step itself, so this middleware answers hits with the routes' own pieces
 (`authenticate`, `PatientLookup`, `record_response`) and hands every other request on
 untouched: no or a bad token, another path or form of id, a miss, a tombstone, Redis failing,
-any error before a response starts. The routes then answer those exactly as before, except
-that a view the shortcut's read already journaled is not audited again (`VIEW_JOURNALED`).
+any error before a response starts. The routes answer those themselves; a view the
+shortcut's read already journaled is not audited again there (`VIEW_JOURNALED`).
 """
 
 from __future__ import annotations
