@@ -73,8 +73,9 @@ SIMILAR_TERMS_PER_TOKEN = 10
 MIN_SIMILAR_LENGTH = 4
 TOTAL_CAP = 1000
 # What one query may cost, whatever is typed (measured: `bench/search_cost.py`). Prefix
-# terms are shared by the tokens; typo keys stop where no typo-keyed term can be met, and
-# at a budget per query; garbled tokens longer than a name get no trigram tier.
+# terms are shared by the tokens; typo keys stop where no typo-keyed term can be met, which
+# keeps a query's keys under MAX_QUERY_KEYS (8 tokens of 14 letters: ~870); garbled tokens
+# longer than a name get no trigram tier.
 PREFIX_TERMS_PER_TOKEN = 64
 PREFIX_TERMS_PER_QUERY = 128
 MAX_QUERY_KEYS = 1000
@@ -548,28 +549,18 @@ def _bounded_typo_budget(token: str) -> int:
 def _vocabulary_probes(tokens: list[TokenCandidates]) -> dict[str, list[TokenCandidates]]:
     """The phonetic codes and typo keys of the tokens, each with the tokens it came from.
 
-    At most MAX_QUERY_KEYS in all: a token whose keys would pass the budget gets one
-    deletion, then none."""
+    At most MAX_QUERY_KEYS in all, since no token past MAX_TYPO_KEYED_LENGTH + 2 letters
+    gets typo keys and a query has at most MAX_TOKENS name tokens."""
     probes: dict[str, list[TokenCandidates]] = {}
-    spent = 0
     for candidates in tokens:
         token = candidates.token
         keys = phonetic_codes(token)
         budget = _bounded_typo_budget(token)
-        while budget and spent + len(keys) + _deletion_count(token, budget) > MAX_QUERY_KEYS:
-            budget -= 1
         if budget:
             keys |= deletion_keys(token, budget)
-        spent += len(keys)
         for key in keys:
             probes.setdefault(key, []).append(candidates)
     return probes
-
-
-def _deletion_count(token: str, budget: int) -> int:
-    """How many deletion keys `token` has at most (before duplicates collapse)."""
-    n = len(token)
-    return 1 + n + (n * (n - 1) // 2 if budget >= 2 else 0)
 
 
 def _expand(
